@@ -1,0 +1,51 @@
+# q2-barcodemamba: two commands on a fresh Debian 12 machine (root or sudo).
+#   make demo   install everything, fit a classifier on bundled real ITS data,
+#               classify reads, write a taxa barplot       (see README.md)
+#   make test   install everything, run the whole test suite
+# Both are idempotent: steps already done are skipped via stamp files.
+
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+QIIME     := $(VENV)/bin/qiime
+# Lean CPU build of PyTorch; set TORCH=torch for pip's default (CUDA) build.
+TORCH     ?= torch==2.13.0+cpu
+DEMO_DIR  ?= demo-output
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS  := qiime q2cli q2-types q2-feature-classifier q2-taxa \
+             q2-feature-table q2-metadata python3-venv python3-pytest
+STAMPS    := $(VENV)/.stamps
+
+.PHONY: demo test install clean-demo
+
+demo: install
+	PYTHONUNBUFFERED=1 $(PY) scripts/demo.py --qiime $(QIIME) --output-dir $(DEMO_DIR)
+
+test: install
+	$(PY) -m pytest --pyargs q2_barcodemamba -ra
+
+install: $(STAMPS)/package
+
+$(STAMPS)/apt:
+	@if dpkg-query -W -f='$${Status}\n' $(APT_PKGS) 2>/dev/null | grep -qv 'install ok installed' \
+	    || ! dpkg-query -W $(APT_PKGS) >/dev/null 2>&1; then \
+	  echo ">> installing QIIME 2 2022.11 from Debian packages"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS); \
+	fi
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/deps: $(STAMPS)/apt constraints.txt
+	$(PY) -m pip install -q -c constraints.txt "$(TORCH)" \
+	  || $(PY) -m pip install -q -c constraints.txt torch
+	$(PY) -m pip install -q -c constraints.txt "tokenizers>=0.15" "safetensors>=0.4"
+	touch $@
+
+$(STAMPS)/package: $(STAMPS)/deps setup.py scripts/qiime-wrapper
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	install -m 755 scripts/qiime-wrapper $(QIIME)
+	$(QIIME) dev refresh-cache >/dev/null
+	touch $@
+
+clean-demo:
+	rm -rf $(DEMO_DIR)

@@ -1,0 +1,4 @@
+"""Semantic types of q2-barcodemamba."""
+from qiime2.plugin import SemanticType
+
+BarcodeMambaClassifier = SemanticType("BarcodeMambaClassifier")

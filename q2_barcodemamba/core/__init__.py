@@ -1,0 +1,1 @@
+"""Model core of q2-barcodemamba: configuration, SSD scan, kernels, model."""

@@ -1,0 +1,222 @@
+"""scikit-learn-style classifier object: ``fit`` / ``predict`` /
+``predict_proba``, deterministic given ``random_seed``.
+
+This ties together tokenizer, labels, network, orientation and calibration;
+saving and loading live in :mod:`.io`.
+"""
+import time
+from collections import Counter
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .config import ModelConfig, TrainConfig, preset
+from .data import (KmerOrienter, batched, clean_sequence, length_batches,
+                   orient)
+from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
+                        truncate, UNASSIGNED)
+from .model import BarcodeMambaNet
+from .split import grouped_split
+from .taxonomy import LabelEncoder, parse_taxonomy, warn_conflicts
+from .tokenizer import DNATokenizer
+from .train import fit_network, log, pad_batch, resolve_device, set_threads
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
+MIN_READ_LENGTH = 20  # bp; shorter query reads are reported Unassigned
+
+
+def check_reference(ids: Sequence[str], seqs: Sequence[str],
+                    taxonomy: Dict[str, str], min_length: int
+                    ) -> List[str]:
+    """Validate reference reads against their taxonomy; return clean seqs.
+
+    Errors name the first offending ids, the count and the fix.
+    """
+    dup = [i for i, c in Counter(ids).items() if c > 1]
+    if dup:
+        raise ValueError(f"{len(dup)} reference read ids occur more than "
+                         f"once, e.g. {dup[:5]}. Ids must be unique: "
+                         "dereplicate or rename the reads.")
+    missing = [i for i in ids if i not in taxonomy]
+    if missing:
+        raise ValueError(f"{len(missing)} reference reads have no taxonomy, "
+                         f"e.g. {missing[:5]}. Every reference read needs a "
+                         "lineage: filter the reads to the taxonomy (e.g. "
+                         "qiime feature-table filter-seqs).")
+    idset = set(ids)
+    orphans = [i for i in taxonomy if i not in idset]
+    if orphans:
+        raise ValueError(f"{len(orphans)} taxonomy records have no reference "
+                         f"read, e.g. {orphans[:5]}. Use the taxonomy that "
+                         "belongs to these reads, or filter it to them.")
+    clean = []
+    for rid, s in zip(ids, seqs):
+        c = clean_sequence(s, rid)
+        if len(c) < min_length:
+            raise ValueError(
+                f"Reference read {rid!r} is {len(c)} bp long after removing "
+                f"gaps; the minimum is {min_length} bp. Remove empty and "
+                "very short reads from the reference.")
+        clean.append(c)
+    return clean
+
+
+class TaxonomicClassifier:
+    """BarcodeMamba+ taxonomic classifier.
+
+    Parameters: ``preset`` (ModelConfig preset name) or ``model_config``;
+    ``train_config`` (TrainConfig). After ``fit`` the attributes
+    ``tokenizer``, ``labels``, ``net``, ``orienter``, ``calibration`` and
+    ``summary`` are set; :func:`.io.save_classifier` writes them.
+    """
+
+    def __init__(self, preset_name: str = "tiny",
+                 model_config: Optional[ModelConfig] = None,
+                 train_config: Optional[TrainConfig] = None):
+        self.preset_name = preset_name
+        self.model_config = model_config
+        self.train_config = train_config or TrainConfig()
+        self.tokenizer = self.labels = self.net = self.orienter = None
+        self.calibration: dict = {"temperature": 1.0}
+        self.summary: dict = {}
+
+    # ------------------------------------------------------------- fitting
+    def fit(self, ids: Sequence[str], seqs: Sequence[str],
+            taxonomy: Dict[str, str], progress=log) -> "TaxonomicClassifier":
+        """Train on reference reads (``ids``, ``seqs``) with lineages
+        ``taxonomy`` (id -> ``k__...;s__...`` string)."""
+        tc = self.train_config
+        t_start = time.time()
+        seqs = check_reference(ids, seqs, taxonomy, tc.min_length)
+        lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
+        n_ranks = len(next(iter(taxonomy.values())).strip().rstrip(";")
+                      .split(";"))
+        warn_conflicts(lineages)
+        train_idx, val_idx = grouped_split(seqs, lineages,
+                                           tc.validation_fraction,
+                                           seed=tc.random_seed)
+        progress(f"reference: {len(seqs)} reads; training on "
+                 f"{len(train_idx)}, validating on {len(val_idx)} held-out "
+                 "haplotypes and species")
+        self.labels = LabelEncoder.fit([lineages[i] for i in train_idx],
+                                       n_ranks)
+        self.tokenizer = DNATokenizer.train([seqs[i] for i in train_idx],
+                                            tc.vocab_size)
+        cfg = self.model_config or preset(self.preset_name)
+        cfg.vocab_size = self.tokenizer.vocab_size
+        self.model_config = cfg.validate()
+        tokens = self.tokenizer.encode(seqs, tc.max_length)
+        y_rank, y_leaf = self.labels.encode(lineages)
+        y = np.concatenate([y_rank, y_leaf[:, None]], axis=1)  # (n, R + 1)
+        n_classes = self.labels.n_classes + [len(self.labels.leaves)]
+        self.net, history, val_logits = fit_network(
+            cfg, tc, n_classes, [tokens[i] for i in train_idx], y[train_idx],
+            [tokens[i] for i in val_idx], y[val_idx], self.labels.rank_names,
+            progress)
+        self.net = self.net.cpu()
+        self.orienter = KmerOrienter.fit(seqs[i] for i in train_idx)
+        self._calibrate(val_logits, y_rank[val_idx], progress)
+        self.summary = {
+            "n_reference_reads": len(seqs), "n_train": int(len(train_idx)),
+            "n_validation": int(len(val_idx)),
+            "classes_per_rank": dict(zip(self.labels.rank_names,
+                                         self.labels.n_classes)),
+            "n_leaves": len(self.labels.leaves),
+            "n_parameters": self.net.num_parameters(),
+            "history": history, "train_seconds": time.time() - t_start,
+        }
+        return self
+
+    def _calibrate(self, val_logits, y_val: np.ndarray, progress) -> None:
+        if val_logits is None or len(y_val) == 0:
+            self.calibration = {"temperature": 1.0}
+            return
+        l2c = torch.as_tensor(self.labels.leaf_to_class)
+        temp = fit_temperature(val_logits, y_val, l2c, self.labels.n_classes)
+        probs = torch.softmax(val_logits / temp, dim=1)
+        chosen, conf = hierarchical_walk(probs, l2c, self.labels.n_classes)
+        curve = right_call_curve(chosen.numpy(), conf.numpy(), y_val,
+                                 THRESHOLDS)
+        best = THRESHOLDS[int(np.argmax(curve))]
+        self.calibration = {"temperature": temp, "thresholds": THRESHOLDS,
+                            "right_call_rate": curve,
+                            "best_confidence": best}
+        progress(f"calibration: temperature {temp:.2f}; right-call rate on "
+                 f"validation {max(curve):.3f} at confidence {best} "
+                 f"({curve[THRESHOLDS.index(0.7)]:.3f} at 0.7)")
+
+    # ---------------------------------------------------------- prediction
+    def _check_fitted(self):
+        if self.net is None:
+            raise ValueError("This classifier has not been fitted.")
+
+    @torch.no_grad()
+    def _leaf_probs(self, seqs: Sequence[str], batch_size: int, device
+                    ) -> torch.Tensor:
+        """(n, n_leaf) calibrated probabilities, float32 on CPU, in order."""
+        tokens = self.tokenizer.encode(seqs, self.train_config.max_length)
+        out = torch.empty((len(seqs), len(self.labels.leaves)))
+        for b in length_batches([len(t) for t in tokens], batch_size):
+            tok, mask = pad_batch([tokens[i] for i in b], device)
+            logits = self.net(tok, mask)[-1].float()
+            out[b] = torch.softmax(logits / self.calibration["temperature"],
+                                   dim=1).cpu()
+        return out
+
+    def predict_proba(self, seqs: Sequence[str], batch_size: int = 256,
+                      device: str = "auto") -> np.ndarray:
+        """Leaf probabilities (n, n_leaves) for cleaned, oriented reads;
+        column j is the lineage ``labels.leaves[j]``."""
+        self._check_fitted()
+        dev = resolve_device(device)
+        self.net.to(dev).eval()
+        return self._leaf_probs(list(seqs), batch_size, dev).numpy()
+
+    def predict(self, records: Iterable[Tuple[str, str]],
+                confidence: Optional[float] = 0.7,
+                read_orientation: str = "auto", batch_size: int = 256,
+                device: str = "auto", n_threads: int = 0,
+                chunk_size: int = 8192, progress=log
+                ) -> Iterator[Tuple[str, str, float]]:
+        """Stream ``(id, taxon, confidence)`` for ``(id, sequence)`` records.
+
+        Reads are processed ``chunk_size`` at a time, so memory does not
+        grow with the input. ``confidence=None`` disables truncation.
+        Empty reads and reads shorter than MIN_READ_LENGTH bp are
+        ``Unassigned`` with confidence 0; invalid characters raise.
+        """
+        self._check_fitted()
+        if confidence is not None and not 0.0 <= confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1] or disabled, "
+                             f"not {confidence}.")
+        dev = resolve_device(device)
+        set_threads(n_threads)
+        self.net.to(dev).eval()
+        l2c = torch.as_tensor(self.labels.leaf_to_class)
+        n_done, t0, seen_ids = 0, time.time(), set()
+        for chunk in batched(records, chunk_size):
+            ids = [rid for rid, _ in chunk]
+            for rid in ids:
+                if rid in seen_ids:
+                    raise ValueError(f"Read id {rid!r} occurs more than once;"
+                                     " ids must be unique.")
+                seen_ids.add(rid)
+            seqs = [clean_sequence(s, rid) for rid, s in chunk]
+            ok = [i for i, s in enumerate(seqs) if len(s) >= MIN_READ_LENGTH]
+            good = orient([seqs[i] for i in ok], read_orientation,
+                          self.orienter)
+            results = [(UNASSIGNED, 0.0)] * len(seqs)
+            if good:
+                probs = self._leaf_probs(good, batch_size, dev)
+                chosen, conf = hierarchical_walk(probs, l2c,
+                                                 self.labels.n_classes)
+                calls = truncate(chosen.numpy(), conf.numpy(),
+                                 self.labels.classes, confidence)
+                for i, call in zip(ok, calls):
+                    results[i] = call
+            for rid, (taxon, c) in zip(ids, results):
+                yield rid, taxon, c
+            n_done += len(chunk)
+            progress(f"classified {n_done} reads "
+                     f"({n_done / max(time.time() - t0, 1e-9):.0f} reads/s)")

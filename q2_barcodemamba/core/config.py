@@ -1,0 +1,102 @@
+"""Configuration dataclasses for BarcodeMamba+ models and training.
+
+Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931); ``tiny``
+is our CPU default and is not from the paper.
+"""
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 1024     # BPE vocabulary incl. special tokens; set from the tokenizer
+    d_model: int = 128         # residual stream width
+    n_layers: int = 2          # residual blocks (mixer + MLP each)
+    d_state: int = 32          # SSM state size N per head
+    d_conv: int = 4            # causal depthwise conv width (Mamba-2 default)
+    expand: int = 2            # d_inner = expand * d_model
+    headdim: int = 32          # SSM head dim P; nheads = d_inner // headdim
+    ngroups: int = 1           # groups sharing B and C (Mamba-2 "ngroups")
+    chunk_size: int = 64       # SSD chunk length; any value gives identical maths
+    d_intermediate: int = 256  # gated-MLP hidden size; 0 disables the MLP sublayer
+    norm_eps: float = 1e-5
+    dropout: float = 0.1       # on the pooled embedding before the heads
+
+    @property
+    def d_inner(self) -> int:
+        return self.expand * self.d_model
+
+    @property
+    def nheads(self) -> int:
+        return self.d_inner // self.headdim
+
+    def validate(self) -> "ModelConfig":
+        if self.d_inner % self.headdim:
+            raise ValueError(
+                f"expand*d_model ({self.d_inner}) must be divisible by headdim "
+                f"({self.headdim}).")
+        if self.nheads % self.ngroups:
+            raise ValueError(
+                f"nheads ({self.nheads}) must be divisible by ngroups "
+                f"({self.ngroups}).")
+        for f in ("vocab_size", "d_model", "n_layers", "d_state", "d_conv",
+                  "headdim", "chunk_size"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"ModelConfig.{f} must be >= 1, got "
+                                 f"{getattr(self, f)}.")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown ModelConfig keys {unknown}; the "
+                             "classifier was written by a newer version.")
+        return cls(**d).validate()
+
+
+# Named presets. ``paper-*`` sizes follow the BarcodeMamba+ paper.
+PRESETS = {
+    "tiny": dict(d_model=128, n_layers=2, d_state=32, headdim=32, expand=2,
+                 d_intermediate=256),
+    "small": dict(d_model=256, n_layers=4, d_state=64, headdim=32, expand=2,
+                  d_intermediate=512),
+    "paper-12m": dict(d_model=384, n_layers=2, d_state=64, headdim=48,
+                      expand=2, d_intermediate=1536),
+    "paper-50m": dict(d_model=768, n_layers=4, d_state=64, headdim=48,
+                      expand=2, d_intermediate=3072),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """Return the ModelConfig of a named preset, with keyword overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown model preset {name!r}; choose one of "
+                         f"{sorted(PRESETS)}.")
+    return ModelConfig(**{**PRESETS[name], **overrides}).validate()
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20             # upper bound; early stopping usually ends sooner
+    batch_size: int = 64         # sequences per optimisation step
+    learning_rate: float = 2e-3  # peak AdamW lr after warm-up (from scratch)
+    weight_decay: float = 0.05   # only on >=2-D weights (nanoGPT habit)
+    warmup_fraction: float = 0.05  # share of steps spent in linear warm-up
+    grad_clip: float = 1.0       # max global grad norm
+    label_smoothing: float = 0.05  # flat smoothing of every rank's target
+    validation_fraction: float = 0.1  # share of sequence groups held out
+    patience: int = 3            # epochs without val-loss gain before stopping
+    max_length: int = 512        # tokens kept per read (longer reads cropped)
+    random_seed: int = 0
+    device: str = "auto"         # auto | cpu | cuda
+    n_threads: int = 0           # torch CPU threads; 0 = torch default
+    min_length: int = 20         # shortest reference read (bp) accepted
+    vocab_size: int = 1024       # BPE vocabulary size to train
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

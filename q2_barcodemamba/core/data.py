@@ -1,0 +1,192 @@
+"""DNA sequence cleaning, FASTA streaming, orientation and length batching.
+
+Sequence policy (documented in docs/troubleshooting.md):
+
+* upper/lower case are accepted; ``U`` is read as ``T`` (RNA input);
+* gap characters ``-`` and ``.`` are removed (aligned references work);
+* IUPAC ambiguity codes ``RYSWKMBDHVN`` are accepted and each is replaced by
+  ``N`` before tokenisation (the tokenizer keeps ``N`` as its own symbol);
+* any other character raises :class:`ValueError` naming the record, the
+  1-based position and the character.
+"""
+import gzip
+import io
+import os
+import random
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+IUPAC_AMBIGUOUS = "RYSWKMBDHVN"
+_VALID = set("ACGT" + IUPAC_AMBIGUOUS)
+_GAPS = "-."
+_TO_N = str.maketrans({c: "N" for c in IUPAC_AMBIGUOUS})
+_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+
+def clean_sequence(seq: str, record_id: str) -> str:
+    """Return ``seq`` upper-cased, U->T, gaps removed, ambiguity codes -> N.
+
+    Raises ValueError naming ``record_id``, the position and the character
+    for anything that is not IUPAC DNA/RNA.
+    """
+    s = seq.upper().replace("U", "T")
+    if not set(s) <= _VALID:
+        for pos, ch in enumerate(s, start=1):
+            if ch not in _VALID and ch not in _GAPS:
+                raise ValueError(
+                    f"Sequence {record_id!r} has the invalid character "
+                    f"{seq[pos - 1]!r} at position {pos}. Only IUPAC "
+                    "nucleotide codes (ACGTU, RYSWKMBDHVN) and gaps (- .) "
+                    "are allowed: fix or remove this record.")
+        for g in _GAPS:
+            s = s.replace(g, "")
+    return s.translate(_TO_N)
+
+
+def reverse_complement(seq: str) -> str:
+    """Reverse complement of a cleaned sequence (alphabet ACGTN)."""
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+def _open_text(path):
+    path = os.fspath(path)
+    if path.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="ascii",
+                                errors="replace")
+    return open(path, "r", encoding="ascii", errors="replace")
+
+
+def read_fasta(path) -> Iterator[Tuple[str, str]]:
+    """Stream ``(id, raw_sequence)`` records from a (gzipped) FASTA file.
+
+    The id is the header up to the first whitespace. Sequences are returned
+    as written (clean them with :func:`clean_sequence`). Memory use is one
+    record at a time.
+    """
+    rid, chunks = None, []
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(">"):
+                if rid is not None:
+                    yield rid, "".join(chunks)
+                header = line[1:].split()
+                if not header:
+                    raise ValueError(f"{os.fspath(path)} line {lineno}: "
+                                     "FASTA header without an id.")
+                rid, chunks = header[0], []
+            elif rid is None:
+                raise ValueError(f"{os.fspath(path)} line {lineno}: sequence "
+                                 "data before the first '>' header; this is "
+                                 "not a FASTA file.")
+            else:
+                chunks.append(line)
+    if rid is not None:
+        yield rid, "".join(chunks)
+
+
+def batched(iterable: Iterable, n: int) -> Iterator[list]:
+    """Yield lists of up to ``n`` consecutive items."""
+    batch = []
+    for item in iterable:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def length_batches(lengths: Sequence[int], batch_size: int,
+                   shuffle: bool = False, seed: int = 0,
+                   window: int = 50) -> List[List[int]]:
+    """Group indices into batches of similar length (less padding).
+
+    With ``shuffle`` the indices are shuffled, sorted by length within
+    windows of ``window`` batches, and the resulting batches shuffled again,
+    so every epoch differs but batches stay length-homogeneous.
+    """
+    idx = list(range(len(lengths)))
+    rng = random.Random(seed)
+    if shuffle:
+        rng.shuffle(idx)
+    span = batch_size * window if shuffle else len(idx)
+    batches = []
+    for start in range(0, len(idx), max(span, 1)):
+        block = sorted(idx[start:start + span], key=lambda i: lengths[i])
+        batches.extend(block[i:i + batch_size]
+                       for i in range(0, len(block), batch_size))
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+_CODE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate("ACGT"):
+    _CODE[ord(_c)] = _i
+
+
+def _kmer_codes(seq: str, k: int) -> np.ndarray:
+    """Integer codes (base 4) of all k-mers of ``seq`` without N."""
+    a = _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    if len(a) < k:
+        return np.empty(0, dtype=np.int64)
+    win = np.lib.stride_tricks.sliding_window_view(a, k)  # (n, k)
+    ok = (win != 255).all(axis=1)
+    weights = 4 ** np.arange(k - 1, -1, -1, dtype=np.int64)
+    return (win[ok].astype(np.int64) * weights).sum(axis=1)
+
+
+class KmerOrienter:
+    """Decide read orientation from k-mers shared with the reference.
+
+    A bit set over all 4**k k-mers (k=10: 128 KiB) records which occur in
+    the reference reads. A query is reverse-complemented when its reverse
+    complement shares more k-mers with the reference than the read as given
+    (ties keep the read as given). This is per read, so mixed-orientation
+    inputs work, and costs far less than classifying both strands.
+    """
+
+    def __init__(self, bits: np.ndarray, k: int = 10):
+        if bits.dtype != np.uint8 or bits.shape != (4 ** k // 8,):
+            raise ValueError(f"Orientation k-mer table has shape {bits.shape}"
+                             f" and dtype {bits.dtype}; expected "
+                             f"({4 ** k // 8},) uint8 for k={k}.")
+        self.bits, self.k = bits, k
+
+    @classmethod
+    def fit(cls, seqs: Iterable[str], k: int = 10) -> "KmerOrienter":
+        present = np.zeros(4 ** k, dtype=bool)
+        for s in seqs:
+            present[_kmer_codes(s, k)] = True
+        return cls(np.packbits(present), k)
+
+    def shared_fraction(self, seq: str) -> float:
+        codes = _kmer_codes(seq, self.k)
+        if codes.size == 0:
+            return 0.0
+        hit = (self.bits[codes >> 3] >> (7 - (codes & 7))) & 1
+        return float(hit.mean())
+
+    def is_reverse(self, seq: str) -> bool:
+        return (self.shared_fraction(reverse_complement(seq))
+                > self.shared_fraction(seq))
+
+
+def orient(seqs: Sequence[str], mode: str,
+           orienter: Optional[KmerOrienter]) -> List[str]:
+    """Apply ``read_orientation`` (auto | same | reverse-complement)."""
+    if mode == "same":
+        return list(seqs)
+    if mode == "reverse-complement":
+        return [reverse_complement(s) for s in seqs]
+    if mode != "auto":
+        raise ValueError(f"read_orientation must be 'auto', 'same' or "
+                         f"'reverse-complement', not {mode!r}.")
+    if orienter is None:
+        return list(seqs)
+    return [reverse_complement(s) if orienter.is_reverse(s) else s
+            for s in seqs]

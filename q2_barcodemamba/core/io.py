@@ -1,0 +1,172 @@
+"""Save/load classifier directories: safetensors + JSON, never pickle.
+
+Layout (``FORMAT_VERSION`` 1)::
+
+    config.json        format_version, package_version, model_config,
+                       train_config, calibration, summary
+    tokenizer.json     HF tokenizers BPE model
+    labels.json        rank names, classes per rank, leaf lineages
+    model.safetensors  network weights + ``orientation_kmers`` (uint8 bit set)
+
+Loading validates every file and says what is wrong and which package
+version wrote the directory. Writing goes to a temporary sibling directory
+that is renamed into place, so an interrupted save leaves nothing behind.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .._version import __version__
+from .classifier import TaxonomicClassifier
+from .config import ModelConfig, TrainConfig
+from .data import KmerOrienter
+from .model import BarcodeMambaNet
+from .taxonomy import LabelEncoder
+from .tokenizer import DNATokenizer
+
+FORMAT_VERSION = 1
+FILES = ("config.json", "tokenizer.json", "labels.json", "model.safetensors")
+ORIENT_KEY = "orientation_kmers"
+
+
+def write_classifier_files(clf: TaxonomicClassifier, path: str) -> None:
+    """Write the four files of a fitted classifier into existing ``path``."""
+    clf._check_fitted()
+    config = {
+        "format_version": FORMAT_VERSION,
+        "package": "q2-barcodemamba",
+        "package_version": __version__,
+        "preset": clf.preset_name,
+        "model_config": clf.model_config.to_dict(),
+        "train_config": clf.train_config.to_dict(),
+        "orientation_k": clf.orienter.k,
+        "calibration": clf.calibration,
+        "summary": clf.summary,
+    }
+    with open(os.path.join(path, "config.json"), "w") as fh:
+        json.dump(config, fh, indent=1)
+    with open(os.path.join(path, "tokenizer.json"), "w") as fh:
+        fh.write(clf.tokenizer.to_json())
+    with open(os.path.join(path, "labels.json"), "w") as fh:
+        json.dump(clf.labels.to_dict(), fh)
+    tensors = {k: v.detach().cpu().contiguous()
+               for k, v in clf.net.state_dict().items()}
+    tensors[ORIENT_KEY] = torch.from_numpy(clf.orienter.bits.copy())
+    save_file(tensors, os.path.join(path, "model.safetensors"),
+              metadata={"format_version": str(FORMAT_VERSION),
+                        "package_version": __version__})
+
+
+def save_classifier(clf: TaxonomicClassifier, path: str) -> None:
+    """Atomically create directory ``path`` holding the classifier."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise FileExistsError(f"{path} already exists; choose a new path.")
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        write_classifier_files(clf, tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_json(path: str, name: str, writer: str) -> dict:
+    fp = os.path.join(path, name)
+    if not os.path.isfile(fp):
+        raise ValueError(f"The classifier lacks {name} (written by "
+                         f"{writer}); it is incomplete: re-create it with "
+                         "fit-classifier.")
+    try:
+        with open(fp) as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{name} of the classifier (written by {writer}) "
+                         f"is not valid JSON: {exc}.") from None
+
+
+def read_config(path: str) -> dict:
+    """Read and version-check config.json."""
+    cfg = _read_json(path, "config.json", "an unknown version")
+    writer = f"q2-barcodemamba {cfg.get('package_version', '?')}"
+    fv = cfg.get("format_version")
+    if not isinstance(fv, int):
+        raise ValueError(f"config.json has no integer format_version "
+                         f"(written by {writer}); this is not a "
+                         "q2-barcodemamba classifier.")
+    if fv > FORMAT_VERSION:
+        raise ValueError(
+            f"This classifier has format version {fv} and was written by "
+            f"{writer}; this q2-barcodemamba {__version__} reads format "
+            f"version {FORMAT_VERSION} and older. Upgrade q2-barcodemamba, or "
+            "re-train the classifier with this version.")
+    for key in ("model_config", "train_config", "calibration"):
+        if key not in cfg:
+            raise ValueError(f"config.json (written by {writer}) lacks "
+                             f"{key!r}.")
+    cfg["_writer"] = writer
+    return cfg
+
+
+def load_classifier(path: str, map_location: str = "cpu"
+                    ) -> TaxonomicClassifier:
+    """Load and validate a classifier directory (weights go to CPU)."""
+    cfg = read_config(path)
+    writer = cfg["_writer"]
+    try:
+        mcfg = ModelConfig.from_dict(cfg["model_config"])
+        tcfg = TrainConfig(**cfg["train_config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config.json (written by {writer}) has an invalid "
+                         f"configuration: {exc}") from None
+    labels = LabelEncoder.from_dict(_read_json(path, "labels.json", writer))
+    tok_path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tok_path):
+        raise ValueError(f"The classifier lacks tokenizer.json (written by "
+                         f"{writer}).")
+    with open(tok_path) as fh:
+        tokenizer = DNATokenizer.from_json(fh.read())
+    if tokenizer.vocab_size != mcfg.vocab_size:
+        raise ValueError(f"tokenizer.json has {tokenizer.vocab_size} tokens "
+                         f"but config.json says vocab_size "
+                         f"{mcfg.vocab_size} (written by {writer}).")
+    w_path = os.path.join(path, "model.safetensors")
+    if not os.path.isfile(w_path):
+        raise ValueError(f"The classifier lacks model.safetensors (written "
+                         f"by {writer}).")
+    try:
+        tensors = load_file(w_path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"model.safetensors is damaged or truncated "
+                         f"(written by {writer}): {exc}") from None
+    bits = tensors.pop(ORIENT_KEY, None)
+    if bits is None:
+        raise ValueError(f"model.safetensors lacks {ORIENT_KEY!r} (written "
+                         f"by {writer}).")
+    n_classes = labels.n_classes + [len(labels.leaves)]
+    net = BarcodeMambaNet(mcfg, n_classes)
+    expected = net.state_dict()
+    problems = [k for k in expected if k not in tensors]
+    problems += [k for k in tensors if k not in expected]
+    problems += [f"{k} {tuple(tensors[k].shape)} != "
+                 f"{tuple(v.shape)}" for k, v in expected.items()
+                 if k in tensors and tensors[k].shape != v.shape]
+    if problems:
+        raise ValueError(f"model.safetensors does not match config.json/"
+                         f"labels.json (written by {writer}): "
+                         f"{problems[:5]}")
+    net.load_state_dict(tensors)
+    net.eval()
+    clf = TaxonomicClassifier(cfg.get("preset", "custom"), mcfg, tcfg)
+    clf.tokenizer, clf.labels, clf.net = tokenizer, labels, net
+    clf.orienter = KmerOrienter(bits.numpy().astype(np.uint8),
+                                cfg.get("orientation_k", 10))
+    clf.calibration = cfg["calibration"]
+    clf.summary = cfg.get("summary", {})
+    return clf

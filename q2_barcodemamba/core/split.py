@@ -1,0 +1,132 @@
+"""Validation / evaluation splits that do not leak near-identical reads.
+
+A random record split puts copies of the same haplotype on both sides and
+overstates species accuracy (we measured ~88 % vs ~60 % on genuinely new
+haplotypes). Here records are first grouped into *haplotype clusters*:
+records of one lineage whose sequences share >= ``min_jaccard`` of their
+k-mers (k=8; 0.9 is roughly 99 % identity for full ITS) are linked, single
+linkage. Whole clusters go to one side. Two kinds of held-out records are
+made, mirroring real use:
+
+* ``seen``: a cluster of a lineage that keeps other clusters in training;
+* ``unseen``: every record of a lineage whose parent (genus) keeps other
+  lineages in training — the right answer is the parent, not the leaf.
+"""
+import random
+from collections import defaultdict
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .data import _kmer_codes, reverse_complement
+
+
+def haplotype_clusters(seqs: Sequence[str], leaves: Sequence[str],
+                       min_jaccard: float = 0.9, k: int = 8) -> np.ndarray:
+    """Cluster id per record (clusters never span two leaves)."""
+    cluster = np.full(len(seqs), -1, dtype=np.int64)
+    by_leaf = defaultdict(list)
+    for i, leaf in enumerate(leaves):
+        by_leaf[leaf].append(i)
+    next_id = 0
+    for leaf in sorted(by_leaf):
+        idx = by_leaf[leaf]
+        uniq: Dict[str, List[int]] = defaultdict(list)
+        for i in idx:
+            s = seqs[i]
+            key = min(s, reverse_complement(s))
+            uniq[key].append(i)
+        keys = list(uniq)
+        sets = [set(_kmer_codes(s, k).tolist()) for s in keys]
+        parent = list(range(len(keys)))
+
+        def find(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+        for a in range(len(keys)):
+            for b in range(a + 1, len(keys)):
+                sa, sb = sets[a], sets[b]
+                union = len(sa | sb)
+                if union and len(sa & sb) / union >= min_jaccard:
+                    parent[find(a)] = find(b)
+        roots = {}
+        for a, key in enumerate(keys):
+            r = find(a)
+            if r not in roots:
+                roots[r] = next_id
+                next_id += 1
+            cluster[uniq[key]] = roots[r]
+    return cluster
+
+
+def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
+                  fraction: float, seed: int = 0,
+                  unseen_share: float = 0.25, min_jaccard: float = 0.9
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """Split record indices into (train, held_out) without leakage.
+
+    ``fraction`` of the records (approximately) are held out; about
+    ``unseen_share`` of those as whole unseen lineages. Returns two sorted
+    index arrays. Deterministic for a given ``seed``. Records with an empty
+    lineage always stay in training.
+    """
+    n = len(seqs)
+    leaves = [";".join(lin) for lin in lineages]
+    cluster = haplotype_clusters(seqs, leaves, min_jaccard)
+    rng = random.Random(seed)
+    target = int(round(fraction * n))
+    held = np.zeros(n, dtype=bool)
+    if target == 0:
+        return np.arange(n), np.arange(0)
+
+    leaf_records = defaultdict(list)
+    for i, leaf in enumerate(leaves):
+        if leaf:
+            leaf_records[leaf].append(i)
+    # lineages per parent, to know which leaves can be "unseen"
+    siblings = defaultdict(set)
+    for leaf in leaf_records:
+        parts = leaf.split(";")
+        if len(parts) > 1:
+            siblings[";".join(parts[:-1])].add(leaf)
+
+    # 1. whole unseen leaves, only if the parent keeps >= 1 other leaf
+    order = sorted(leaf_records)
+    rng.shuffle(order)
+    n_unseen = 0
+    for leaf in order:
+        if n_unseen >= unseen_share * target:
+            break
+        parent = ";".join(leaf.split(";")[:-1])
+        remaining = [s for s in siblings.get(parent, ())
+                     if s != leaf and not held[leaf_records[s][0]]]
+        if not parent or not remaining:
+            continue
+        if len(leaf_records[leaf]) > max(1, target // 20):
+            continue  # keep big lineages in training
+        held[leaf_records[leaf]] = True
+        n_unseen += len(leaf_records[leaf])
+
+    # 2. seen: one cluster of a leaf that keeps other clusters in training
+    clusters_of = defaultdict(list)
+    for leaf, idx in leaf_records.items():
+        if not held[idx[0]]:
+            for c in sorted(set(cluster[idx].tolist())):
+                clusters_of[leaf].append(c)
+    members = defaultdict(list)
+    for i, c in enumerate(cluster):
+        members[int(c)].append(i)
+    candidates = [(leaf, c) for leaf, cs in clusters_of.items()
+                  if len(cs) > 1 for c in cs]
+    rng.shuffle(candidates)
+    left = {leaf: len(cs) for leaf, cs in clusters_of.items()}
+    for leaf, c in candidates:
+        if held.sum() >= target:
+            break
+        if left[leaf] <= 1:
+            continue
+        held[members[c]] = True
+        left[leaf] -= 1
+    return np.flatnonzero(~held), np.flatnonzero(held)

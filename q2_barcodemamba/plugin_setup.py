@@ -1,0 +1,135 @@
+"""The q2-barcodemamba Plugin object: registrations only."""
+import importlib
+
+from qiime2.plugin import (Choices, Citations, Float, Int, Plugin, Range,
+                           Str)
+from q2_types.feature_data import FeatureData, Sequence, Taxonomy
+
+from . import __version__
+from ._formats import BarcodeMambaClassifierDirFmt
+from ._methods import classify, fit_classifier
+from ._types import BarcodeMambaClassifier
+from .core.config import PRESETS
+
+citations = Citations.load("citations.bib", package="q2_barcodemamba")
+
+plugin = Plugin(
+    name="barcodemamba",
+    version=__version__,
+    website="https://arxiv.org/abs/2512.15931",
+    package="q2_barcodemamba",
+    description="Taxonomic classification of fungal ITS barcodes with "
+                "BarcodeMamba+, a Mamba-2 state-space language model with "
+                "one classification head per taxonomic rank.",
+    short_description="BarcodeMamba+ fungal ITS classifier.",
+    citations=[citations["barcodemamba_plus"]],
+)
+
+plugin.register_formats(BarcodeMambaClassifierDirFmt)
+plugin.register_semantic_types(BarcodeMambaClassifier)
+plugin.register_semantic_type_to_format(
+    BarcodeMambaClassifier, artifact_format=BarcodeMambaClassifierDirFmt)
+
+# Knobs shared by both actions: one type and one description each.
+_shared_parameters = {
+    "device": Str % Choices(["auto", "cpu", "cuda"]),
+    "n_threads": Int % Range(0, None),
+}
+_shared_descriptions = {
+    "device": "Where the network runs: 'auto' uses a CUDA GPU when PyTorch "
+              "sees one, else the CPU.",
+    "n_threads": "CPU threads used by PyTorch (0 = PyTorch's default, "
+                 "usually all cores). Has no effect on a GPU.",
+}
+
+plugin.methods.register_function(
+    function=fit_classifier,
+    inputs={"reference_reads": FeatureData[Sequence],
+            "reference_taxonomy": FeatureData[Taxonomy]},
+    parameters={
+        "preset": Str % Choices(sorted(PRESETS)),
+        "epochs": Int % Range(1, None),
+        "batch_size": Int % Range(1, None),
+        "learning_rate": Float % Range(0, 1, inclusive_start=False),
+        "max_length": Int % Range(16, None),
+        "validation_fraction": Float % Range(0, 0.5, inclusive_end=True),
+        "random_seed": Int % Range(0, None),
+        **_shared_parameters,
+    },
+    outputs=[("classifier", BarcodeMambaClassifier)],
+    input_descriptions={
+        "reference_reads": "Reference barcode reads (e.g. UNITE ITS "
+                           "sequences) trimmed to the region your reads "
+                           "cover.",
+        "reference_taxonomy": "Lineage of every reference read, "
+                              "'k__...;p__...;...;s__...' with the same "
+                              "number of ranks for all reads.",
+    },
+    parameter_descriptions={
+        "preset": "Model size. 'tiny' (~0.8M parameters) trains on a laptop "
+                  "CPU; 'small', 'paper-12m', 'paper-50m' want a GPU.",
+        "epochs": "Maximum passes over the reference; training stops "
+                  "earlier when the validation loss has not improved for 3 "
+                  "epochs.",
+        "batch_size": "Reference reads per optimisation step.",
+        "learning_rate": "Peak AdamW learning rate (after a linear warm-up, "
+                         "then cosine decay).",
+        "max_length": "Tokens kept per read (BPE tokens cover ~6 bp on "
+                      "ITS); longer reads keep their 5' end.",
+        "validation_fraction": "Share of reference reads held out, as whole "
+                               "haplotype clusters and whole species, for "
+                               "early stopping and confidence calibration. "
+                               "0 trains on everything for 'epochs' epochs "
+                               "without calibration.",
+        "random_seed": "Seed for the split, initialisation and batch order; "
+                       "the same seed gives the same classifier on CPU.",
+        **_shared_descriptions,
+    },
+    output_descriptions={"classifier": "Trained BarcodeMamba+ classifier."},
+    name="Train a BarcodeMamba+ classifier",
+    description="Train a BarcodeMamba+ taxonomic classifier (tokenizer, "
+                "Mamba-2 network, per-rank heads, calibrated confidence) on "
+                "reference reads and their taxonomy.",
+    citations=[citations["barcodemamba_plus"], citations["mamba2"]],
+)
+
+plugin.methods.register_function(
+    function=classify,
+    inputs={"reads": FeatureData[Sequence],
+            "classifier": BarcodeMambaClassifier},
+    parameters={
+        "confidence": Float % Range(0, 1, inclusive_end=True)
+        | Str % Choices(["disable"]),
+        "read_orientation": Str % Choices(["auto", "same",
+                                           "reverse-complement"]),
+        "batch_size": Int % Range(1, None),
+        **_shared_parameters,
+    },
+    outputs=[("classification", FeatureData[Taxonomy])],
+    input_descriptions={
+        "reads": "Reads (features) to classify.",
+        "classifier": "A classifier from fit-classifier.",
+    },
+    parameter_descriptions={
+        "confidence": "Report each read's lineage down to the deepest rank "
+                      "whose confidence (the summed calibrated probability "
+                      "of all reference lineages below that taxon) is at "
+                      "least this value; 'disable' reports the full "
+                      "lineage. Reads failing even the top rank are "
+                      "'Unassigned'.",
+        "read_orientation": "'auto' decides per read, by which strand shares "
+                            "more 10-mers with the reference; 'same' or "
+                            "'reverse-complement' skip the check.",
+        "batch_size": "Reads per forward pass. Memory grows with it, not "
+                      "with the number of reads.",
+        **_shared_descriptions,
+    },
+    output_descriptions={"classification": "Taxonomy (Taxon, Confidence) "
+                                           "per read."},
+    name="Classify reads with a BarcodeMamba+ classifier",
+    description="Assign taxonomy to reads with a trained BarcodeMamba+ "
+                "classifier; reads are streamed in batches.",
+    citations=[citations["barcodemamba_plus"]],
+)
+
+importlib.import_module("q2_barcodemamba._transformers")

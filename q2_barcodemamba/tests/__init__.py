@@ -1,0 +1,1 @@
+"""Tests of q2-barcodemamba (run: make test, or pytest --pyargs q2_barcodemamba)."""

@@ -1,0 +1,58 @@
+"""Shared test data (real bundled ITS reads) and a cached tiny classifier."""
+import functools
+import gzip
+import os
+
+from q2_barcodemamba.core.classifier import TaxonomicClassifier
+from q2_barcodemamba.core.config import TrainConfig
+from q2_barcodemamba.core.data import read_fasta
+
+PKG_DATA = os.path.join(os.path.dirname(__file__), "..", "data")
+TEST_DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def data_path(name: str) -> str:
+    return os.path.join(PKG_DATA, name)
+
+
+def test_data_path(name: str) -> str:
+    return os.path.join(TEST_DATA, name)
+
+
+def read_taxonomy(path: str) -> dict:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt") as fh:
+        rows = [line.rstrip("\n").split("\t") for line in fh]
+    return {r[0]: r[1] for r in rows[1:]}
+
+
+@functools.lru_cache(maxsize=None)
+def yeasts():
+    """(ids, raw seqs, taxonomy dict) of the bundled full-ITS yeast set."""
+    recs = list(read_fasta(data_path("its_full_cbs_yeasts.fasta.gz")))
+    tax = read_taxonomy(data_path("its_full_cbs_yeasts.taxonomy.tsv.gz"))
+    return [r[0] for r in recs], [r[1] for r in recs], tax
+
+
+@functools.lru_cache(maxsize=None)
+def small_reference(n_genera: int = 6):
+    """Reads of the ``n_genera`` largest genera (a few hundred reads)."""
+    ids, seqs, tax = yeasts()
+    genus = {i: tax[i].split(";")[5] for i in ids}
+    counts = {}
+    for g in genus.values():
+        counts[g] = counts.get(g, 0) + 1
+    keep_g = set(sorted(counts, key=lambda g: (-counts[g], g))[:n_genera])
+    keep = [k for k, i in enumerate(ids) if genus[i] in keep_g]
+    return ([ids[k] for k in keep], [seqs[k] for k in keep],
+            {ids[k]: tax[ids[k]] for k in keep})
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_classifier(epochs: int = 2) -> TaxonomicClassifier:
+    """A quickly trained tiny classifier on ``small_reference`` (cached)."""
+    ids, seqs, tax = small_reference()
+    tc = TrainConfig(epochs=epochs, batch_size=32, vocab_size=256,
+                     random_seed=1, n_threads=2)
+    return TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, tax, progress=lambda m: None)

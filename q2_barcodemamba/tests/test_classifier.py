@@ -1,0 +1,110 @@
+"""Core classifier: fit/predict, save/load round trip, bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from q2_barcodemamba.core.classifier import TaxonomicClassifier
+from q2_barcodemamba.core.config import TrainConfig
+from q2_barcodemamba.core.data import reverse_complement
+from q2_barcodemamba.core.io import load_classifier, save_classifier
+
+from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
+
+
+def test_predict_is_consistent_with_predict_proba():
+    clf = tiny_classifier()
+    ids, seqs, tax = small_reference()
+    out = list(clf.predict(zip(ids[:40], seqs[:40]), confidence=None,
+                           progress=lambda m: None))
+    assert [o[0] for o in out] == ids[:40]
+    probs = clf.predict_proba([s.upper() for s in seqs[:40]])
+    assert probs.shape == (40, len(clf.labels.leaves))
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    # with confidence disabled every call is a full reference lineage prefix
+    classes = {c for cs in clf.labels.classes for c in cs}
+    assert all(o[1] in classes for o in out)
+
+
+def test_save_load_gives_bit_identical_predictions(tmp_path):
+    clf = tiny_classifier()
+    ids, seqs, _ = small_reference()
+    save_classifier(clf, str(tmp_path / "clf"))
+    assert sorted(os.listdir(tmp_path / "clf")) == [
+        "config.json", "labels.json", "model.safetensors", "tokenizer.json"]
+    clf2 = load_classifier(str(tmp_path / "clf"))
+    a = clf.predict_proba(seqs[:64])
+    b = clf2.predict_proba(seqs[:64])
+    assert np.array_equal(a, b)
+    cfg = json.load(open(tmp_path / "clf" / "config.json"))
+    assert cfg["format_version"] == 1 and cfg["package_version"]
+    with pytest.raises(FileExistsError):
+        save_classifier(clf, str(tmp_path / "clf"))
+
+
+def test_no_pickle_in_saved_classifier(tmp_path):
+    save_classifier(tiny_classifier(), str(tmp_path / "clf"))
+    for name in os.listdir(tmp_path / "clf"):
+        data = open(tmp_path / "clf" / name, "rb").read()
+        # pickle protocol 2+ streams start with b"\x80" and end with b"."
+        assert not data.startswith(b"\x80"), name
+        assert b"torch._utils" not in data and b"cnumpy" not in data
+
+
+def test_empty_short_and_reverse_reads_in_classify():
+    clf = tiny_classifier()
+    ids, seqs, _ = small_reference()
+    recs = [("empty", ""), ("short", "ACGTACGT"), ("fwd", seqs[0]),
+            ("rev", reverse_complement(seqs[0].upper()))]
+    out = {r: (t, c) for r, t, c in clf.predict(recs, confidence=None,
+                                               progress=lambda m: None)}
+    assert out["empty"] == ("Unassigned", 0.0)
+    assert out["short"] == ("Unassigned", 0.0)
+    assert out["fwd"] == out["rev"]
+    same = dict((r, t) for r, t, _ in clf.predict(
+        recs[2:], confidence=None, read_orientation="same",
+        progress=lambda m: None))
+    assert same["fwd"] == out["fwd"][0]
+
+
+def test_classify_rejects_invalid_characters_and_duplicate_ids():
+    clf = tiny_classifier()
+    with pytest.raises(ValueError, match="'bad'.*'Z' at position 3"):
+        list(clf.predict([("bad", "ACZ")], progress=lambda m: None))
+    with pytest.raises(ValueError, match="'x' occurs more than once"):
+        list(clf.predict([("x", "ACGT" * 10), ("x", "ACGT" * 10)],
+                         progress=lambda m: None))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda i, s, t: (i + [i[0]], s + [s[0]], t), "occur more than once"),
+    (lambda i, s, t: (i, s, {k: v for k, v in t.items() if k != i[3]}),
+     "1 reference reads have no taxonomy"),
+    (lambda i, s, t: (i, s, {**t, "ghost": t[i[0]]}),
+     "1 taxonomy records have no reference read.*ghost"),
+    (lambda i, s, t: (i, [""] + s[1:], t), "is 0 bp long"),
+    (lambda i, s, t: (i, s, {**t, i[2]: "k__Fungi;p__Ascomycota"}),
+     "has 2 ranks"),
+])
+def test_fit_rejects_inconsistent_reference(mutate, message):
+    ids, seqs, tax = small_reference()
+    ids, seqs, tax = mutate(list(ids[:50]), list(seqs[:50]),
+                            {i: tax[i] for i in ids[:50]})
+    clf = TaxonomicClassifier("tiny", train_config=TrainConfig(epochs=1))
+    with pytest.raises(ValueError, match=message):
+        clf.fit(ids, seqs, tax, progress=lambda m: None)
+
+
+def test_same_seed_same_classifier():
+    ids, seqs, tax = small_reference()
+    ids, seqs = ids[:150], seqs[:150]
+    tax = {i: tax[i] for i in ids}
+    tc = TrainConfig(epochs=1, batch_size=32, vocab_size=128, random_seed=7,
+                     n_threads=1)
+    a = TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, tax, progress=lambda m: None)
+    b = TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, tax, progress=lambda m: None)
+    assert np.array_equal(a.predict_proba(seqs[:20]),
+                          b.predict_proba(seqs[:20]))

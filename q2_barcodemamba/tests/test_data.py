@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from q2_barcodemamba.core.data import (KmerOrienter, clean_sequence,
+                                       length_batches, orient, read_fasta,
+                                       reverse_complement)
+from q2_barcodemamba.core.split import grouped_split, haplotype_clusters
+from q2_barcodemamba.core.taxonomy import parse_taxonomy
+from q2_barcodemamba.core.tokenizer import DNATokenizer
+
+from q2_barcodemamba.tests.helpers import data_path, yeasts
+
+
+def test_clean_sequence_normalises_case_rna_gaps_and_iupac():
+    assert clean_sequence("acgu-..ACGT", "r1") == "ACGTACGT"
+    assert clean_sequence("ACRYKMSWBDHVN", "r1") == "AC" + "N" * 11
+
+
+@pytest.mark.parametrize("seq,pos,char", [("ACGTXACGT", 5, "X"),
+                                          ("ac*", 3, "*"),
+                                          ("ACG T", 4, " ")])
+def test_clean_sequence_names_record_position_and_character(seq, pos, char):
+    with pytest.raises(ValueError, match=rf"'read-7'.*{char!r}.*position "
+                                         rf"{pos}\b"):
+        clean_sequence(seq, "read-7")
+
+
+def test_reverse_complement():
+    assert reverse_complement("AACGTN") == "NACGTT"
+
+
+def test_read_fasta_gz_streams_real_records():
+    recs = list(read_fasta(data_path("its_full_cbs_yeasts.fasta.gz")))
+    assert len(recs) == 3692
+    assert recs[0][0] == "KY106088" and len(recs[0][1]) == 632
+
+
+def test_read_fasta_rejects_non_fasta(tmp_path):
+    p = tmp_path / "x.fasta"
+    p.write_text("ACGT\n>r1\nACGT\n")
+    with pytest.raises(ValueError, match="line 1.*not a FASTA"):
+        list(read_fasta(p))
+
+
+def test_tokenizer_round_trip_and_json(tmp_path):
+    _, seqs, _ = yeasts()
+    clean = [clean_sequence(s, str(i)) for i, s in enumerate(seqs[:400])]
+    tok = DNATokenizer.train(clean, vocab_size=300)
+    assert tok.vocab_size == 300
+    ids = tok.encode(clean[:50], max_length=10_000)
+    assert [tok.decode(t) for t in ids] == clean[:50]
+    # BPE compresses: well under one token per base
+    assert np.mean([len(t) / len(s) for t, s in zip(ids, clean)]) < 0.4
+    tok2 = DNATokenizer.from_json(tok.to_json())
+    assert tok2.encode(clean[:50], 10_000) == ids
+    assert all(len(t) <= 7 for t in tok.encode(clean[:50], max_length=7))
+
+
+def test_tokenizer_rejects_garbage_json():
+    with pytest.raises(ValueError, match="not a valid tokenizer"):
+        DNATokenizer.from_json("{\"model\": 3}")
+
+
+def test_length_batches_cover_all_indices_once():
+    lengths = np.random.RandomState(0).randint(1, 100, size=203).tolist()
+    for shuffle in (False, True):
+        batches = length_batches(lengths, 16, shuffle=shuffle, seed=3)
+        flat = sorted(i for b in batches for i in b)
+        assert flat == list(range(203))
+        assert max(len(b) for b in batches) <= 16
+    assert length_batches(lengths, 16, True, 3) == \
+        length_batches(lengths, 16, True, 3)
+
+
+def test_kmer_orienter_detects_reverse_reads():
+    _, seqs, _ = yeasts()
+    clean = [clean_sequence(s, str(i)) for i, s in enumerate(seqs)]
+    orienter = KmerOrienter.fit(clean[:3000])
+    queries = clean[3000:3200]
+    assert sum(orienter.is_reverse(s) for s in queries) == 0
+    rc = [reverse_complement(s) for s in queries]
+    assert sum(orienter.is_reverse(s) for s in rc) == len(rc)
+    mixed = [q if i % 2 else r for i, (q, r) in enumerate(zip(queries, rc))]
+    assert orient(mixed, "auto", orienter) == queries
+    with pytest.raises(ValueError, match="read_orientation"):
+        orient(queries, "sideways", orienter)
+
+
+def test_grouped_split_has_no_shared_or_near_identical_sequences():
+    ids, seqs, tax = yeasts()
+    clean = [clean_sequence(s, i) for i, s in zip(ids, seqs)]
+    lineages = parse_taxonomy(ids, [tax[i] for i in ids])
+    tr, va = grouped_split(clean, lineages, 0.1, seed=5)
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == len(ids)
+    assert 0.08 < len(va) / len(ids) < 0.13
+    train_seqs = {clean[i] for i in tr} | {reverse_complement(clean[i])
+                                           for i in tr}
+    assert not any(clean[i] in train_seqs for i in va)
+    # unseen lineages are held out whole, and their genus stays in training
+    train_lin = {lineages[i] for i in tr}
+    unseen = {lineages[i] for i in va if lineages[i] not in train_lin}
+    assert len(unseen) >= 10
+    train_genera = {lin[:6] for lin in train_lin}
+    assert all(lin[:6] in train_genera for lin in unseen)
+    assert list(grouped_split(clean, lineages, 0.1, seed=5)[1]) == list(va)
+
+
+def test_haplotype_clusters_link_near_identical_reads():
+    _, seqs, _ = yeasts()
+    base = seqs[0]  # 632 bp real full ITS
+    mutated = base[:100] + ("A" if base[100] != "A" else "C") + base[101:]
+    other = seqs[-1]
+    c = haplotype_clusters([base, mutated, other], ["sp", "sp", "sp"])
+    assert c[0] == c[1] != c[2]

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from q2_barcodemamba.core.inference import (fit_temperature,
+                                            hierarchical_walk,
+                                            right_call_curve, truncate)
+from q2_barcodemamba.core.taxonomy import (LabelEncoder, find_conflicts,
+                                           parse_taxonomy)
+
+LINEAGES = [
+    "k__F;p__A;g__Candida;s__Candida_albicans",
+    "k__F;p__A;g__Candida;s__Candida_tropicalis",
+    "k__F;p__A;g__Pichia;s__Pichia_kudriavzevii",
+    "k__F;p__B;g__Cryptococcus;s__unidentified",
+]
+
+
+def encoder():
+    lin = parse_taxonomy([str(i) for i in range(4)], LINEAGES)
+    return LabelEncoder.fit(lin, 4, ["kingdom", "phylum", "genus",
+                                     "species"]), lin
+
+
+def test_parse_taxonomy_truncates_unknown_and_rejects_ragged():
+    lin = parse_taxonomy(["a", "b"], ["k__F; p__A ;g__X;s__", "k__F;p__A;"
+                                      "g__unidentified;s__unidentified"])
+    assert lin == [("k__F", "p__A", "g__X"), ("k__F", "p__A")]
+    with pytest.raises(ValueError, match="'b' has 2 ranks.*'a' has 3"):
+        parse_taxonomy(["a", "b"], ["k__F;p__A;g__X", "k__F;p__A"])
+
+
+def test_label_encoder_classes_targets_and_leaf_map():
+    enc, lin = encoder()
+    assert enc.n_classes == [1, 2, 3, 3]
+    assert len(enc.leaves) == 4  # the Cryptococcus record is a genus leaf
+    y, leaf = enc.encode(lin)
+    assert y[3].tolist()[3] == -1 and (y[:3] >= 0).all()
+    assert sorted(leaf.tolist()) == [0, 1, 2, 3]
+    # leaf -> class map agrees with the per-rank targets
+    for i in range(4):
+        assert enc.leaf_to_class[:, leaf[i]].tolist() == y[i].tolist()
+    enc2 = LabelEncoder.from_dict(enc.to_dict())
+    assert (enc2.leaf_to_class == enc.leaf_to_class).all()
+
+
+def test_walk_sums_leaf_probabilities_and_stays_consistent():
+    enc, lin = encoder()
+    leaves = enc.leaves
+    p = torch.zeros(1, 4)
+    # albicans 0.35, tropicalis 0.3 -> genus Candida 0.65 beats Pichia 0.05,
+    # but phylum B (Cryptococcus leaf) 0.3 vs A 0.7
+    p[0, leaves.index(";".join(lin[0]))] = 0.35
+    p[0, leaves.index(";".join(lin[1]))] = 0.30
+    p[0, leaves.index(";".join(lin[2]))] = 0.05
+    p[0, leaves.index(";".join(lin[3]))] = 0.30
+    l2c = torch.as_tensor(enc.leaf_to_class)
+    chosen, conf = hierarchical_walk(p, l2c, enc.n_classes)
+    np.testing.assert_allclose(conf[0].numpy(), [1.0, 0.7, 0.65, 0.35],
+                               rtol=1e-6)
+    calls = truncate(chosen.numpy(), conf.numpy(), enc.classes, 0.6)
+    assert calls == [("k__F;p__A;g__Candida", pytest.approx(0.65))]
+    assert truncate(chosen.numpy(), conf.numpy(), enc.classes, None)[0][0] \
+        == "k__F;p__A;g__Candida;s__Candida_albicans"
+    assert truncate(chosen.numpy(), conf.numpy() * 0.1, enc.classes,
+                    0.5)[0][0] == "Unassigned"
+
+
+def test_walk_stops_where_no_reference_goes_deeper():
+    enc, lin = encoder()
+    p = torch.zeros(1, 4)
+    p[0, enc.leaves.index(";".join(lin[3]))] = 1.0
+    chosen, conf = hierarchical_walk(p, torch.as_tensor(enc.leaf_to_class),
+                                     enc.n_classes)
+    assert chosen[0, 3] == -1 and conf[0, 3] == 0
+    assert truncate(chosen.numpy(), conf.numpy(), enc.classes, None)[0][0] \
+        == "k__F;p__B;g__Cryptococcus"
+
+
+def test_right_call_curve_counts_exact_depth_only():
+    # two reads: one seen species (depth 3), one unseen species (depth 2)
+    chosen = np.array([[0, 0, 0, 0], [0, 0, 0, 1]])
+    conf = np.array([[1, .9, .8, .6], [1, .9, .8, .6]])
+    y = np.array([[0, 0, 0, 0], [0, 0, 0, -1]])
+    rates = right_call_curve(chosen, conf, y, [0.5, 0.7, 0.95])
+    assert rates == [0.5, 0.5, 0.0]
+
+
+def test_fit_temperature_recovers_sharpening():
+    enc, lin = encoder()
+    torch.manual_seed(0)
+    y, leaf = enc.encode(lin)
+    logits = torch.randn(2000, 4) * 2.0      # (n, n_leaf), calibrated at T=1
+    drawn = torch.multinomial(torch.softmax(logits, 1), 1).squeeze(1)
+    # column j of the logits is leaf j; the read's targets are that leaf's
+    targets = enc.leaf_to_class.T[drawn.numpy()]
+    t = fit_temperature(logits * 3, targets,
+                        torch.as_tensor(enc.leaf_to_class), enc.n_classes)
+    assert 2.4 < t < 3.6
+
+
+def test_find_conflicts_names_genus_in_two_families():
+    lin = parse_taxonomy(["a", "b"], ["k__F;f__X;g__G", "k__F;f__Y;g__G"])
+    msgs = find_conflicts(lin)
+    assert len(msgs) == 1 and "g__G under 2 parents" in msgs[0]

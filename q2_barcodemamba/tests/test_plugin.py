@@ -1,0 +1,192 @@
+"""Plugin layer with real QIIME 2: formats, transformers, Artifact API."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pandas as pd
+import qiime2
+from qiime2.plugin import ValidationError
+from qiime2.plugin.testing import TestPluginBase
+
+from q2_barcodemamba._formats import BarcodeMambaClassifierDirFmt
+from q2_barcodemamba.core.classifier import TaxonomicClassifier
+from q2_barcodemamba.core.io import save_classifier
+from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
+
+
+def write_reference(dirpath, ids, seqs, tax):
+    fasta = os.path.join(dirpath, "reads.fasta")
+    with open(fasta, "w") as fh:
+        for i, s in zip(ids, seqs):
+            fh.write(f">{i}\n{s}\n")
+    taxonomy = os.path.join(dirpath, "taxonomy.tsv")
+    with open(taxonomy, "w") as fh:
+        fh.write("Feature ID\tTaxon\n")
+        for i in ids:
+            fh.write(f"{i}\t{tax[i]}\n")
+    return fasta, taxonomy
+
+
+class FormatTests(TestPluginBase):
+    package = "q2_barcodemamba.tests"
+
+    def saved(self):
+        path = os.path.join(self.temp_dir.name, "clf")
+        save_classifier(tiny_classifier(), path)
+        return path
+
+    def test_valid_directory_validates_at_min_and_max(self):
+        fmt = BarcodeMambaClassifierDirFmt(self.saved(), mode="r")
+        fmt.validate(level="min")
+        fmt.validate(level="max")
+
+    def test_truncated_weights_fail_validation(self):
+        path = self.saved()
+        w = os.path.join(path, "model.safetensors")
+        data = open(w, "rb").read()
+        open(w, "wb").write(data[: len(data) // 2])
+        fmt = BarcodeMambaClassifierDirFmt(path, mode="r")
+        with self.assertRaisesRegex(ValidationError,
+                                    "damaged or truncated.*written by "
+                                    "q2-barcodemamba"):
+            fmt.validate(level="max")
+
+    def test_malformed_json_fails_validation(self):
+        path = self.saved()
+        with open(os.path.join(path, "labels.json"), "w") as fh:
+            fh.write("{not json")
+        fmt = BarcodeMambaClassifierDirFmt(path, mode="r")
+        with self.assertRaisesRegex(ValidationError, "labels.json.*JSON"):
+            fmt.validate(level="min")
+
+    def test_future_format_version_names_writer_and_fix(self):
+        path = self.saved()
+        cfg_path = os.path.join(path, "config.json")
+        cfg = json.load(open(cfg_path))
+        cfg["format_version"] = 99
+        cfg["package_version"] = "9.9.9"
+        json.dump(cfg, open(cfg_path, "w"))
+        fmt = BarcodeMambaClassifierDirFmt(path, mode="r")
+        with self.assertRaisesRegex(ValidationError,
+                                    "format version 99.*9\\.9\\.9.*Upgrade"):
+            fmt.validate(level="min")
+
+    def test_missing_file_fails_validation(self):
+        path = self.saved()
+        os.remove(os.path.join(path, "tokenizer.json"))
+        fmt = BarcodeMambaClassifierDirFmt(path, mode="r")
+        with self.assertRaisesRegex(ValidationError, "tokenizer.json"):
+            fmt.validate()
+
+    def test_transformers_round_trip(self):
+        clf = tiny_classifier()
+        _, seqs, _ = small_reference()
+        transformer = self.get_transformer(TaxonomicClassifier,
+                                           BarcodeMambaClassifierDirFmt)
+        fmt = transformer(clf)
+        back = self.get_transformer(BarcodeMambaClassifierDirFmt,
+                                    TaxonomicClassifier)(fmt)
+        self.assertTrue((back.predict_proba(seqs[:16])
+                         == clf.predict_proba(seqs[:16])).all())
+
+
+class ArtifactAPITests(TestPluginBase):
+    package = "q2_barcodemamba.tests"
+
+    def test_fit_and_classify_through_artifact_api(self):
+        from qiime2.plugins import barcodemamba
+        ids, seqs, tax = small_reference()
+        fasta, taxonomy = write_reference(self.temp_dir.name, ids, seqs, tax)
+        reads = qiime2.Artifact.import_data("FeatureData[Sequence]", fasta)
+        taxa = qiime2.Artifact.import_data("FeatureData[Taxonomy]", taxonomy)
+        clf, = barcodemamba.methods.fit_classifier(
+            reference_reads=reads, reference_taxonomy=taxa, epochs=2,
+            batch_size=32, n_threads=2)
+        self.assertEqual(str(clf.type), "BarcodeMambaClassifier")
+        # no pickle anywhere in the artifact
+        with tempfile.TemporaryDirectory() as d:
+            clf.save(os.path.join(d, "clf.qza"))
+            shutil.unpack_archive(os.path.join(d, "clf.qza"), d, "zip")
+            for root, _, files in os.walk(d):
+                for f in files:
+                    self.assertFalse(f.endswith((".pkl", ".pickle", ".pt")))
+                    if f == "model.safetensors" or f.endswith(".json"):
+                        head = open(os.path.join(root, f), "rb").read(2)
+                        self.assertNotEqual(head[:1], b"\x80")
+        classification, = barcodemamba.methods.classify(
+            reads=reads, classifier=clf, confidence="disable")
+        df = classification.view(pd.DataFrame)
+        self.assertEqual(list(df.columns), ["Taxon", "Confidence"])
+        self.assertEqual(sorted(df.index), sorted(ids))
+        conf = df["Confidence"].astype(float)
+        self.assertTrue(((conf >= 0) & (conf <= 1)).all())
+        # genus (rank 6) right for most training reads after 2 epochs
+        genus = df["Taxon"].str.split(";").str[5]
+        truth = pd.Series({i: tax[i].split(";")[5] for i in ids})
+        self.assertGreater((genus == truth[df.index]).mean(), 0.5)
+        # the result is usable as QIIME metadata (tabulate / barplot input)
+        md = classification.view(qiime2.Metadata)
+        self.assertEqual(md.id_count, len(ids))
+
+
+class CLITests(TestPluginBase):
+    package = "q2_barcodemamba.tests"
+
+    def qiime(self, *args):
+        exe = os.path.join(os.path.dirname(sys.executable), "qiime")
+        cmd = [exe] if os.path.exists(exe) else [
+            sys.executable, "-c", "from q2cli.__main__ import qiime; qiime()"]
+        return subprocess.run(cmd + list(args), capture_output=True,
+                              text=True, cwd=self.temp_dir.name)
+
+    def test_help_lists_actions(self):
+        r = self.qiime("barcodemamba", "--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("fit-classifier", r.stdout)
+        self.assertIn("classify", r.stdout)
+
+    def test_cli_fit_then_classify_other_reads(self):
+        ids, seqs, tax = small_reference()
+        ref_ids, q_ids = ids[:-40], ids[-40:]
+        fasta, taxonomy = write_reference(self.temp_dir.name, ref_ids,
+                                          seqs[:-40], tax)
+        with open(os.path.join(self.temp_dir.name, "query.fasta"), "w") as fh:
+            for i, s in zip(q_ids, seqs[-40:]):
+                fh.write(f">{i}\n{s}\n")
+        steps = [
+            ("tools", "import", "--type", "FeatureData[Sequence]",
+             "--input-path", "reads.fasta", "--output-path", "ref.qza"),
+            ("tools", "import", "--type", "FeatureData[Taxonomy]",
+             "--input-path", "taxonomy.tsv", "--output-path", "tax.qza"),
+            ("tools", "import", "--type", "FeatureData[Sequence]",
+             "--input-path", "query.fasta", "--output-path", "query.qza"),
+            ("barcodemamba", "fit-classifier", "--i-reference-reads",
+             "ref.qza", "--i-reference-taxonomy", "tax.qza", "--p-epochs",
+             "1", "--p-n-threads", "2", "--o-classifier", "clf.qza"),
+            ("barcodemamba", "classify", "--i-reads", "query.qza",
+             "--i-classifier", "clf.qza", "--p-confidence", "0.5",
+             "--o-classification", "out.qza"),
+            ("tools", "export", "--input-path", "out.qza", "--output-path",
+             "out"),
+        ]
+        for step in steps:
+            r = self.qiime(*step)
+            self.assertEqual(r.returncode, 0, f"{step}: {r.stderr[-2000:]}")
+        df = pd.read_csv(os.path.join(self.temp_dir.name, "out",
+                                      "taxonomy.tsv"), sep="\t")
+        self.assertEqual(list(df.columns), ["Feature ID", "Taxon",
+                                            "Confidence"])
+        self.assertEqual(sorted(df["Feature ID"]), sorted(q_ids))
+        # truncation respected: every reported confidence >= 0.5 unless
+        # Unassigned
+        assigned = df[df["Taxon"] != "Unassigned"]
+        self.assertTrue((assigned["Confidence"] >= 0.5).all())
+
+    def test_cli_bad_parameter_is_rejected_by_qiime(self):
+        r = self.qiime("barcodemamba", "classify", "--i-reads", "x.qza",
+                       "--i-classifier", "y.qza", "--p-confidence", "1.5",
+                       "--o-classification", "z.qza")
+        self.assertNotEqual(r.returncode, 0)
