@@ -10,9 +10,9 @@ from .core.data import read_fasta
 def fit_classifier(reference_reads: DNAFASTAFormat,
                    reference_taxonomy: pd.Series,
                    preset: str = "tiny", epochs: int = 20,
-                   batch_size: int = 64, learning_rate: float = 2e-3,
+                   batch_size: int = 32, learning_rate: float = 3e-3,
                    max_length: int = 512, validation_fraction: float = 0.1,
-                   random_seed: int = 0, device: str = "auto",
+                   refit: bool = True, random_seed: int = 0, device: str = "auto",
                    n_threads: int = 0) -> TaxonomicClassifier:
     ids, seqs = [], []
     for rid, seq in read_fasta(str(reference_reads)):
@@ -25,7 +25,7 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
                          f"once, e.g. {dup}; ids must be unique.")
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, max_length=max_length,
-                       validation_fraction=validation_fraction,
+                       validation_fraction=validation_fraction, refit=refit,
                        random_seed=random_seed, device=device,
                        n_threads=n_threads)
     clf = TaxonomicClassifier(preset, train_config=tcfg)

@@ -1,7 +1,7 @@
 """The q2-barcodemamba Plugin object: registrations only."""
 import importlib
 
-from qiime2.plugin import (Choices, Citations, Float, Int, Plugin, Range,
+from qiime2.plugin import (Bool, Choices, Citations, Float, Int, Plugin, Range,
                            Str)
 from q2_types.feature_data import FeatureData, Sequence, Taxonomy
 
@@ -53,6 +53,7 @@ plugin.methods.register_function(
         "learning_rate": Float % Range(0, 1, inclusive_start=False),
         "max_length": Int % Range(16, None),
         "validation_fraction": Float % Range(0, 0.5, inclusive_end=True),
+        "refit": Bool,
         "random_seed": Int % Range(0, None),
         **_shared_parameters,
     },
@@ -81,6 +82,11 @@ plugin.methods.register_function(
                                "early stopping and confidence calibration. "
                                "0 trains on everything for 'epochs' epochs "
                                "without calibration.",
+        "refit": "After early stopping, train a fresh network on all "
+                 "reference reads (validation reads included) for the best "
+                 "number of epochs, so no reference species is left out. "
+                 "Doubles training time; the calibration of the first run "
+                 "is kept.",
         "random_seed": "Seed for the split, initialisation and batch order; "
                        "the same seed gives the same classifier on CPU.",
         **_shared_descriptions,

@@ -5,6 +5,7 @@ This ties together tokenizer, labels, network, orientation and calibration;
 saving and loading live in :mod:`.io`.
 """
 import time
+from dataclasses import replace
 from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -62,6 +63,22 @@ def check_reference(ids: Sequence[str], seqs: Sequence[str],
     return clean
 
 
+def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
+    """Targets ``y`` (n, R) with classes absent from ``y_ref`` set to -1,
+    so a held-out species is scored at its genus (if that was seen)."""
+    out = y.copy()
+    for r in range(y.shape[1]):
+        seen = np.zeros(max(y.max(initial=0), y_ref.max(initial=0)) + 1,
+                        dtype=bool)
+        seen[y_ref[:, r][y_ref[:, r] >= 0]] = True
+        col = out[:, r]
+        col[(col >= 0) & ~seen[np.maximum(col, 0)]] = -1
+    # below an unknown rank nothing is known
+    unknown = np.cumsum(out < 0, axis=1) > 0
+    out[unknown] = -1
+    return out
+
+
 class TaxonomicClassifier:
     """BarcodeMamba+ taxonomic classifier.
 
@@ -99,10 +116,10 @@ class TaxonomicClassifier:
         progress(f"reference: {len(seqs)} reads; training on "
                  f"{len(train_idx)}, validating on {len(val_idx)} held-out "
                  "haplotypes and species")
-        self.labels = LabelEncoder.fit([lineages[i] for i in train_idx],
-                                       n_ranks)
-        self.tokenizer = DNATokenizer.train([seqs[i] for i in train_idx],
-                                            tc.vocab_size)
+        # classes come from all reads, so the refit below can learn the
+        # held-out species too; validation targets only know training taxa
+        self.labels = LabelEncoder.fit(lineages, n_ranks)
+        self.tokenizer = DNATokenizer.train(seqs, tc.vocab_size)
         cfg = self.model_config or preset(self.preset_name)
         cfg.vocab_size = self.tokenizer.vocab_size
         self.model_config = cfg.validate()
@@ -110,16 +127,28 @@ class TaxonomicClassifier:
         y_rank, y_leaf = self.labels.encode(lineages)
         y = np.concatenate([y_rank, y_leaf[:, None]], axis=1)  # (n, R + 1)
         n_classes = self.labels.n_classes + [len(self.labels.leaves)]
-        self.net, history, val_logits = fit_network(
+        net, history, val_logits = fit_network(
             cfg, tc, n_classes, [tokens[i] for i in train_idx], y[train_idx],
             [tokens[i] for i in val_idx], y[val_idx], self.labels.rank_names,
             progress)
-        self.net = self.net.cpu()
-        self.orienter = KmerOrienter.fit(seqs[i] for i in train_idx)
-        self._calibrate(val_logits, y_rank[val_idx], progress)
+        self.net = net.cpu()
+        self._calibrate(val_logits, known_in(y_rank[val_idx],
+                                             y_rank[train_idx]), progress)
+        best_epoch = max([h["epoch"] for h in history if h.get("best")],
+                         default=len(history))
+        if len(val_idx) and tc.refit:
+            progress(f"refitting on all {len(seqs)} reads for {best_epoch} "
+                     "epochs (the best validation epoch)")
+            refit_cfg = replace(tc, epochs=best_epoch)
+            net, refit_history, _ = fit_network(
+                cfg, refit_cfg, n_classes, tokens, y, [], y[:0],
+                self.labels.rank_names, progress)
+            self.net = net.cpu()
+            history = history + [{**h, "refit": True} for h in refit_history]
+        self.orienter = KmerOrienter.fit(seqs)
         self.summary = {
             "n_reference_reads": len(seqs), "n_train": int(len(train_idx)),
-            "n_validation": int(len(val_idx)),
+            "n_validation": int(len(val_idx)), "best_epoch": best_epoch,
             "classes_per_rank": dict(zip(self.labels.rank_names,
                                          self.labels.n_classes)),
             "n_leaves": len(self.labels.leaves),
