@@ -33,10 +33,11 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
 
 
 def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
-             confidence: object = 0.7, read_orientation: str = "auto",
+             confidence: object = "auto", read_orientation: str = "auto",
              batch_size: int = 256, device: str = "auto",
              n_threads: int = 0) -> TSVTaxonomyFormat:
-    threshold = None if confidence == "disable" else float(confidence)
+    threshold = (None if confidence == "disable" else confidence
+                 if confidence == "auto" else float(confidence))
     out = TSVTaxonomyFormat()
     with out.open() as fh:
         fh.write("Feature ID\tTaxon\tConfidence\n")

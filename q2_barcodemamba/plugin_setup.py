@@ -105,7 +105,7 @@ plugin.methods.register_function(
             "classifier": BarcodeMambaClassifier},
     parameters={
         "confidence": Float % Range(0, 1, inclusive_end=True)
-        | Str % Choices(["disable"]),
+        | Str % Choices(["auto", "disable"]),
         "read_orientation": Str % Choices(["auto", "same",
                                            "reverse-complement"]),
         "batch_size": Int % Range(1, None),
@@ -122,7 +122,11 @@ plugin.methods.register_function(
                       "of all reference lineages below that taxon) is at "
                       "least this value; 'disable' reports the full "
                       "lineage. Reads failing even the top rank are "
-                      "'Unassigned'.",
+                      "'Unassigned'. 'auto' uses the threshold that gave "
+                      "the most right calls on the held-out haplotypes and "
+                      "species of the classifier's validation split (0.7 "
+                      "when it was trained without one); 0.7 is "
+                      "classify-sklearn's default.",
         "read_orientation": "'auto' decides per read, by which strand shares "
                             "more 10-mers with the reference; 'same' or "
                             "'reverse-complement' skip the check.",

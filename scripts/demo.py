@@ -100,7 +100,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--qiime", default="qiime")
     ap.add_argument("--output-dir", default="demo-output")
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     out = os.path.abspath(args.output_dir)

@@ -203,7 +203,7 @@ class TaxonomicClassifier:
         return self._leaf_probs(list(seqs), batch_size, dev).numpy()
 
     def predict(self, records: Iterable[Tuple[str, str]],
-                confidence: Optional[float] = 0.7,
+                confidence="auto",
                 read_orientation: str = "auto", batch_size: int = 256,
                 device: str = "auto", n_threads: int = 0,
                 chunk_size: int = 8192, progress=log
@@ -211,11 +211,16 @@ class TaxonomicClassifier:
         """Stream ``(id, taxon, confidence)`` for ``(id, sequence)`` records.
 
         Reads are processed ``chunk_size`` at a time, so memory does not
-        grow with the input. ``confidence=None`` disables truncation.
+        grow with the input. ``confidence=None`` disables truncation;
+        ``"auto"`` uses the threshold that maximised right calls on the
+        validation split (``calibration["best_confidence"]``, 0.7 if the
+        classifier was trained without validation).
         Empty reads and reads shorter than MIN_READ_LENGTH bp are
         ``Unassigned`` with confidence 0; invalid characters raise.
         """
         self._check_fitted()
+        if confidence == "auto":
+            confidence = self.calibration.get("best_confidence", 0.7)
         if confidence is not None and not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be in [0, 1] or disabled, "
                              f"not {confidence}.")

@@ -108,3 +108,16 @@ def test_same_seed_same_classifier():
         ids, seqs, tax, progress=lambda m: None)
     assert np.array_equal(a.predict_proba(seqs[:20]),
                           b.predict_proba(seqs[:20]))
+
+
+def test_auto_confidence_uses_calibrated_threshold():
+    clf = tiny_classifier()
+    ids, seqs, _ = small_reference()
+    recs = list(zip(ids[:30], seqs[:30]))
+    best = clf.calibration["best_confidence"]
+    assert best in clf.calibration["thresholds"]
+    auto = list(clf.predict(recs, confidence="auto", progress=lambda m: None))
+    fixed = list(clf.predict(recs, confidence=best, progress=lambda m: None))
+    assert auto == fixed
+    with pytest.raises(ValueError, match="confidence must be in"):
+        list(clf.predict(recs, confidence=1.5, progress=lambda m: None))
