@@ -6,6 +6,7 @@ from qiime2.plugin import (Bool, Choices, Citations, Float, Int, Plugin, Range,
 from q2_types.feature_data import FeatureData, Sequence, Taxonomy
 
 from . import __version__
+from ._examples import classify_example, fit_classifier_example
 from ._formats import BarcodeMambaClassifierDirFmt
 from ._methods import classify, fit_classifier
 from ._types import BarcodeMambaClassifier
@@ -97,6 +98,7 @@ plugin.methods.register_function(
                 "Mamba-2 network, per-rank heads, calibrated confidence) on "
                 "reference reads and their taxonomy.",
     citations=[citations["barcodemamba_plus"], citations["mamba2"]],
+    examples={"fit_classifier_yeast_its": fit_classifier_example},
 )
 
 plugin.methods.register_function(
@@ -140,6 +142,7 @@ plugin.methods.register_function(
     description="Assign taxonomy to reads with a trained BarcodeMamba+ "
                 "classifier; reads are streamed in batches.",
     citations=[citations["barcodemamba_plus"]],
+    examples={"classify_yeast_its": classify_example},
 )
 
 importlib.import_module("q2_barcodemamba._transformers")

@@ -97,6 +97,7 @@ class TaxonomicClassifier:
         self.tokenizer = self.labels = self.net = self.orienter = None
         self.calibration: dict = {"temperature": 1.0}
         self.summary: dict = {}
+        self._oom_batch_size = None  # set after a CUDA out-of-memory retry
 
     # ------------------------------------------------------------- fitting
     def fit(self, ids: Sequence[str], seqs: Sequence[str],
@@ -181,17 +182,37 @@ class TaxonomicClassifier:
             raise ValueError("This classifier has not been fitted.")
 
     @torch.no_grad()
-    def _leaf_probs(self, seqs: Sequence[str], batch_size: int, device
-                    ) -> torch.Tensor:
-        """(n, n_leaf) calibrated probabilities, float32 on CPU, in order."""
+    def _prob_batches(self, seqs: Sequence[str], batch_size: int, device,
+                      progress=log) -> Iterator[Tuple[List[int], torch.Tensor]]:
+        """Yield (indices, calibrated leaf probabilities (B, n_leaf) on CPU)
+        over length-sorted batches of ``seqs``.
+
+        On CUDA out-of-memory the batch size is halved and the batch retried
+        (down to 1), with a message; the smaller size is kept afterwards.
+        """
         tokens = self.tokenizer.encode(seqs, self.train_config.max_length)
-        out = torch.empty((len(seqs), len(self.labels.leaves)))
-        for b in length_batches([len(t) for t in tokens], batch_size):
-            tok, mask = pad_batch([tokens[i] for i in b], device)
-            logits = self.net(tok, mask)[-1].float()
-            out[b] = torch.softmax(logits / self.calibration["temperature"],
-                                   dim=1).cpu()
-        return out
+        temp = self.calibration["temperature"]
+        batch_size = min(batch_size, self._oom_batch_size or batch_size)
+        pending = length_batches([len(t) for t in tokens], batch_size)
+        while pending:
+            b = pending.pop(0)
+            try:
+                tok, mask = pad_batch([tokens[i] for i in b], device)
+                logits = self.net(tok, mask)[-1].float()
+                probs = torch.softmax(logits / temp, dim=1).cpu()
+            except torch.cuda.OutOfMemoryError:
+                if len(b) == 1:
+                    raise
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                batch_size = self._oom_batch_size = max(1, len(b) // 2)
+                progress(f"GPU out of memory with {len(b)} reads per batch; "
+                         f"retrying with batch_size {batch_size}")
+                rest = [i for bb in [b] + pending for i in bb]
+                pending = [rest[i:i + batch_size]
+                           for i in range(0, len(rest), batch_size)]
+                continue
+            yield b, probs
 
     def predict_proba(self, seqs: Sequence[str], batch_size: int = 256,
                       device: str = "auto") -> np.ndarray:
@@ -200,7 +221,11 @@ class TaxonomicClassifier:
         self._check_fitted()
         dev = resolve_device(device)
         self.net.to(dev).eval()
-        return self._leaf_probs(list(seqs), batch_size, dev).numpy()
+        seqs = list(seqs)
+        out = np.empty((len(seqs), len(self.labels.leaves)), dtype=np.float32)
+        for b, probs in self._prob_batches(seqs, batch_size, dev):
+            out[b] = probs.numpy()
+        return out
 
     def predict(self, records: Iterable[Tuple[str, str]],
                 confidence="auto",
@@ -241,14 +266,14 @@ class TaxonomicClassifier:
             good = orient([seqs[i] for i in ok], read_orientation,
                           self.orienter)
             results = [(UNASSIGNED, 0.0)] * len(seqs)
-            if good:
-                probs = self._leaf_probs(good, batch_size, dev)
+            for b, probs in self._prob_batches(good, batch_size, dev,
+                                               progress):
                 chosen, conf = hierarchical_walk(probs, l2c,
                                                  self.labels.n_classes)
                 calls = truncate(chosen.numpy(), conf.numpy(),
                                  self.labels.classes, confidence)
-                for i, call in zip(ok, calls):
-                    results[i] = call
+                for j, call in zip(b, calls):
+                    results[ok[j]] = call
             for rid, (taxon, c) in zip(ids, results):
                 yield rid, taxon, c
             n_done += len(chunk)

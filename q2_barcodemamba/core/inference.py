@@ -115,14 +115,15 @@ def fit_temperature(logits: torch.Tensor, y: np.ndarray,
     if not keep.any():
         return 1.0
     logits, depth, cls = logits[keep].float(), depth[keep], cls[keep]
-    # membership (n, n_leaf): leaf j lies below read i's target taxon
-    member = leaf_to_class[torch.as_tensor(depth)] == torch.as_tensor(
-        cls).unsqueeze(1)
-    best_t, best_nll = 1.0, math.inf
-    for t in np.exp(np.linspace(math.log(0.25), math.log(8.0), 57)):
-        logp = torch.log_softmax(logits / float(t), dim=1)
-        nll = -torch.logsumexp(logp.masked_fill(~member, -math.inf), 1)
-        nll = torch.clamp(nll, max=50.0).mean().item()
-        if nll < best_nll:
-            best_t, best_nll = float(t), nll
-    return best_t
+    depth_t, cls_t = torch.as_tensor(depth), torch.as_tensor(cls)
+    temps = np.exp(np.linspace(math.log(0.25), math.log(8.0), 57))
+    nll = np.zeros(len(temps))
+    for start in range(0, len(logits), 1024):       # bounded memory
+        sl = slice(start, start + 1024)
+        # member (b, n_leaf): leaf j lies below read i's target taxon
+        member = leaf_to_class[depth_t[sl]] == cls_t[sl].unsqueeze(1)
+        for k, t in enumerate(temps):
+            logp = torch.log_softmax(logits[sl] / float(t), dim=1)
+            ll = torch.logsumexp(logp.masked_fill(~member, -math.inf), 1)
+            nll[k] += torch.clamp(-ll, max=50.0).sum().item()
+    return float(temps[int(np.argmin(nll))])

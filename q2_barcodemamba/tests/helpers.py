@@ -56,3 +56,16 @@ def tiny_classifier(epochs: int = 2) -> TaxonomicClassifier:
                      random_seed=1, n_threads=2)
     return TaxonomicClassifier("tiny", train_config=tc).fit(
         ids, seqs, tax, progress=lambda m: None)
+
+
+def write_reference(dirpath, ids, seqs, tax):
+    fasta = os.path.join(dirpath, "reads.fasta")
+    with open(fasta, "w") as fh:
+        for i, s in zip(ids, seqs):
+            fh.write(f">{i}\n{s}\n")
+    taxonomy = os.path.join(dirpath, "taxonomy.tsv")
+    with open(taxonomy, "w") as fh:
+        fh.write("Feature ID\tTaxon\n")
+        for i in ids:
+            fh.write(f"{i}\t{tax[i]}\n")
+    return fasta, taxonomy

@@ -26,7 +26,7 @@ def test_tiny_classifier_learns_genus_on_held_out_haplotypes():
     lineages = parse_taxonomy(ids, [tax[i] for i in ids])
     ref, query = grouped_split(seqs, lineages, 0.15, seed=3)
     tc = TrainConfig(epochs=8, batch_size=32, learning_rate=3e-3,
-                     random_seed=0, n_threads=2)
+                     random_seed=0, n_threads=2, refit=False)
     clf = TaxonomicClassifier("tiny", train_config=tc).fit(
         [ids[i] for i in ref], [seqs[i] for i in ref],
         {ids[i]: tax[ids[i]] for i in ref}, progress=lambda m: None)

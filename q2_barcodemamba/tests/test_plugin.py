@@ -14,20 +14,8 @@ from qiime2.plugin.testing import TestPluginBase
 from q2_barcodemamba._formats import BarcodeMambaClassifierDirFmt
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.io import save_classifier
-from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
-
-
-def write_reference(dirpath, ids, seqs, tax):
-    fasta = os.path.join(dirpath, "reads.fasta")
-    with open(fasta, "w") as fh:
-        for i, s in zip(ids, seqs):
-            fh.write(f">{i}\n{s}\n")
-    taxonomy = os.path.join(dirpath, "taxonomy.tsv")
-    with open(taxonomy, "w") as fh:
-        fh.write("Feature ID\tTaxon\n")
-        for i in ids:
-            fh.write(f"{i}\t{tax[i]}\n")
-    return fasta, taxonomy
+from q2_barcodemamba.tests.helpers import (small_reference, tiny_classifier,
+                                           write_reference)
 
 
 class FormatTests(TestPluginBase):
@@ -190,3 +178,14 @@ class CLITests(TestPluginBase):
                        "--i-classifier", "y.qza", "--p-confidence", "1.5",
                        "--o-classification", "z.qza")
         self.assertNotEqual(r.returncode, 0)
+
+
+class UsageExampleTests(TestPluginBase):
+    package = "q2_barcodemamba.tests"
+
+    def test_every_action_has_an_example(self):
+        for name, action in self.plugin.actions.items():
+            self.assertTrue(action.examples, name)
+
+    def test_examples_run(self):
+        self.execute_examples()
