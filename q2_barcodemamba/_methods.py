@@ -12,7 +12,8 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
                    preset: str = "tiny", epochs: int = 20,
                    batch_size: int = 32, learning_rate: float = 3e-3,
                    max_length: int = 512, validation_fraction: float = 0.1,
-                   refit: bool = True, random_seed: int = 0, device: str = "auto",
+                   refit: bool = True, hls_epsilon: float = 0.0,
+                   class_weight_power: float = 0.0, random_seed: int = 0, device: str = "auto",
                    n_threads: int = 0) -> TaxonomicClassifier:
     ids, seqs = [], []
     for rid, seq in read_fasta(str(reference_reads)):
@@ -26,6 +27,8 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size,
                        learning_rate=learning_rate, max_length=max_length,
                        validation_fraction=validation_fraction, refit=refit,
+                       hls_epsilon=hls_epsilon,
+                       class_weight_power=class_weight_power,
                        random_seed=random_seed, device=device,
                        n_threads=n_threads)
     clf = TaxonomicClassifier(preset, train_config=tcfg)

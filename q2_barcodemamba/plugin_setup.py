@@ -55,6 +55,8 @@ plugin.methods.register_function(
         "max_length": Int % Range(16, None),
         "validation_fraction": Float % Range(0, 0.5, inclusive_end=True),
         "refit": Bool,
+        "hls_epsilon": Float % Range(0, 0.1, inclusive_end=True),
+        "class_weight_power": Float % Range(0, 1, inclusive_end=True),
         "random_seed": Int % Range(0, None),
         **_shared_parameters,
     },
@@ -88,6 +90,15 @@ plugin.methods.register_function(
                  "number of epochs, so no reference species is left out. "
                  "Doubles training time; the calibration of the first run "
                  "is kept.",
+        "hls_epsilon": "Hierarchical label smoothing: probability mass per "
+                       "ancestor rank spread over the taxa that share that "
+                       "ancestor with the true taxon, by their frequency "
+                       "(MycoAI, BarcodeMamba+ use 0.02). 0 uses flat "
+                       "label smoothing of 0.05 instead.",
+        "class_weight_power": "Weight each class's loss by n^-power (n = "
+                              "its reference reads): 0.5 is the inverse "
+                              "square root of BarcodeMamba+, favouring rare "
+                              "taxa; 0 weights all reads equally.",
         "random_seed": "Seed for the split, initialisation and batch order; "
                        "the same seed gives the same classifier on CPU.",
         **_shared_descriptions,

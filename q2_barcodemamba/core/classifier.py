@@ -127,11 +127,9 @@ class TaxonomicClassifier:
         tokens = self.tokenizer.encode(seqs, tc.max_length)
         y_rank, y_leaf = self.labels.encode(lineages)
         y = np.concatenate([y_rank, y_leaf[:, None]], axis=1)  # (n, R + 1)
-        n_classes = self.labels.n_classes + [len(self.labels.leaves)]
         net, history, val_logits = fit_network(
-            cfg, tc, n_classes, [tokens[i] for i in train_idx], y[train_idx],
-            [tokens[i] for i in val_idx], y[val_idx], self.labels.rank_names,
-            progress)
+            cfg, tc, self.labels, [tokens[i] for i in train_idx],
+            y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress)
         self.net = net.cpu()
         self._calibrate(val_logits, known_in(y_rank[val_idx],
                                              y_rank[train_idx]), progress)
@@ -142,8 +140,7 @@ class TaxonomicClassifier:
                      "epochs (the best validation epoch)")
             refit_cfg = replace(tc, epochs=best_epoch)
             net, refit_history, _ = fit_network(
-                cfg, refit_cfg, n_classes, tokens, y, [], y[:0],
-                self.labels.rank_names, progress)
+                cfg, refit_cfg, self.labels, tokens, y, [], y[:0], progress)
             self.net = net.cpu()
             history = history + [{**h, "refit": True} for h in refit_history]
         self.orienter = KmerOrienter.fit(seqs)

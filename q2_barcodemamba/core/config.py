@@ -88,7 +88,10 @@ class TrainConfig:
     weight_decay: float = 0.05   # only on >=2-D weights (nanoGPT habit)
     warmup_fraction: float = 0.05  # share of steps spent in linear warm-up
     grad_clip: float = 1.0       # max global grad norm
-    label_smoothing: float = 0.05  # flat smoothing of every rank's target
+    label_smoothing: float = 0.05  # flat smoothing (used when hls_epsilon == 0)
+    hls_epsilon: float = 0.0     # hierarchical label smoothing mass per
+                                 # ancestor rank (MycoAI/BarcodeMamba+: 0.02)
+    class_weight_power: float = 0.0  # w_c ~ n_c^-power; 0.5 = inverse sqrt
     validation_fraction: float = 0.1  # share of sequence groups held out
     patience: int = 3            # epochs without val-loss gain before stopping
     refit: bool = True           # retrain on all reads for the best epoch count

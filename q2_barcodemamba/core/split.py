@@ -68,7 +68,8 @@ def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
     """Split record indices into (train, held_out) without leakage.
 
     ``fraction`` of the records (approximately) are held out; about
-    ``unseen_share`` of those as whole unseen lineages. Returns two sorted
+    ``unseen_share`` of those as whole unseen lineages (more when too few
+    lineages have several haplotype clusters). Returns two sorted
     index arrays. Deterministic for a given ``seed``. Records with an empty
     lineage always stay in training.
     """
@@ -95,19 +96,26 @@ def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
     # 1. whole unseen leaves, only if the parent keeps >= 1 other leaf
     order = sorted(leaf_records)
     rng.shuffle(order)
-    n_unseen = 0
-    for leaf in order:
-        if n_unseen >= unseen_share * target:
-            break
-        parent = ";".join(leaf.split(";")[:-1])
-        remaining = [s for s in siblings.get(parent, ())
-                     if s != leaf and not held[leaf_records[s][0]]]
-        if not parent or not remaining:
-            continue
-        if len(leaf_records[leaf]) > max(1, target // 20):
-            continue  # keep big lineages in training
-        held[leaf_records[leaf]] = True
-        n_unseen += len(leaf_records[leaf])
+
+    def take_unseen(limit):
+        taken = 0
+        for leaf in order:
+            if taken >= limit:
+                break
+            if held[leaf_records[leaf][0]]:
+                continue
+            parent = ";".join(leaf.split(";")[:-1])
+            remaining = [s for s in siblings.get(parent, ())
+                         if s != leaf and not held[leaf_records[s][0]]]
+            if not parent or not remaining:
+                continue
+            if len(leaf_records[leaf]) > max(1, target // 20):
+                continue  # keep big lineages in training
+            held[leaf_records[leaf]] = True
+            taken += len(leaf_records[leaf])
+        return taken
+
+    take_unseen(unseen_share * target)
 
     # 2. seen: one cluster of a leaf that keeps other clusters in training
     clusters_of = defaultdict(list)
@@ -129,4 +137,8 @@ def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
             continue
         held[members[c]] = True
         left[leaf] -= 1
+    # 3. references with few repeated lineages (e.g. ~1 read per species):
+    # fill up with more unseen lineages
+    if held.sum() < target:
+        take_unseen(target - held.sum())
     return np.flatnonzero(~held), np.flatnonzero(held)

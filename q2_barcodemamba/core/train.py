@@ -19,6 +19,8 @@ import torch.nn.functional as F
 
 from .config import ModelConfig, TrainConfig
 from .data import length_batches
+from .losses import (HierarchicalSmoother, RankSmoother, class_weights,
+                     soft_cross_entropy)
 from .model import BarcodeMambaNet
 from .tokenizer import PAD_ID
 
@@ -70,25 +72,69 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def multitask_loss(logits: List[torch.Tensor], targets: torch.Tensor,
-                   smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy over heads; target -1 is ignored in that head.
+class MultiTaskLoss:
+    """Mean over heads of each head's cross-entropy; target -1 is ignored.
 
-    logits: per head (B, n_h); targets: (B, n_heads) long.
+    Per head, optionally: hierarchical label smoothing (``hls_epsilon`` per
+    ancestor rank, MycoAI / BarcodeMamba+; see :mod:`.losses`) or else flat
+    ``label_smoothing``, and class weights ``w_c ~ n_c^-power``
+    (``class_weight_power``; 0.5 = inverse square root, BarcodeMamba+).
+    The last head is the leaf head; its ancestors are given by
+    ``leaf_to_class`` (R, n_leaf).
     """
-    losses = []
-    for h, lg in enumerate(logits):
-        t = targets[:, h]
-        if (t >= 0).any():
-            losses.append(F.cross_entropy(lg.float(), t, ignore_index=-1,
-                                          label_smoothing=smoothing))
-    return torch.stack(losses).mean()
+
+    def __init__(self, tcfg: TrainConfig, classes: Sequence[Sequence[str]],
+                 leaf_to_class: np.ndarray, train_y: np.ndarray, device):
+        n_ranks = len(classes)
+        n_classes = [len(c) for c in classes] + [leaf_to_class.shape[1]]
+        self.flat = tcfg.label_smoothing
+        self.smoothers = [None] * (n_ranks + 1)
+        if tcfg.hls_epsilon > 0:
+            counts = [np.bincount(train_y[:, r][train_y[:, r] >= 0],
+                                  minlength=n) for r, n in enumerate(n_classes)]
+            hs = HierarchicalSmoother(classes, counts[:n_ranks],
+                                      tcfg.hls_epsilon)
+            self.smoothers[:n_ranks] = [hs[r] for r in range(n_ranks)]
+            # leaf head: its ancestor at rank l is leaf_to_class[l]; a leaf
+            # without a label at l gets a group of its own
+            groups = leaf_to_class.copy()
+            for r in range(n_ranks):
+                miss = groups[r] < 0
+                groups[r, miss] = n_classes[r] + np.arange(miss.sum())
+            self.smoothers[-1] = RankSmoother(
+                groups[:-1], counts[-1], [tcfg.hls_epsilon] * (n_ranks - 1))
+            self.smoothers = [sm.to(device) if sm is not None else None
+                              for sm in self.smoothers]
+        self.weights = [None] * (n_ranks + 1)
+        if tcfg.class_weight_power > 0:
+            self.weights = [class_weights(train_y[:, h], n,
+                                          tcfg.class_weight_power).to(device)
+                            for h, n in enumerate(n_classes)]
+
+    def __call__(self, logits: List[torch.Tensor], targets: torch.Tensor
+                 ) -> torch.Tensor:
+        """logits: per head (B, n_h); targets: (B, n_heads) long."""
+        losses = []
+        for h, lg in enumerate(logits):
+            t = targets[:, h]
+            if not (t >= 0).any():
+                continue
+            sm, w = self.smoothers[h], self.weights[h]
+            if sm is not None:
+                soft = sm(t, dtype=torch.float32)              # (B, n_h)
+                losses.append(soft_cross_entropy(lg.float(), soft, w,
+                                                 hard=t))
+            else:
+                losses.append(F.cross_entropy(
+                    lg.float(), t, weight=w, ignore_index=-1,
+                    label_smoothing=self.flat))
+        return torch.stack(losses).mean()
 
 
 @torch.no_grad()
 def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
-             targets: np.ndarray, batch_size: int, device, smoothing: float
-             ) -> Tuple[float, np.ndarray, torch.Tensor]:
+             targets: np.ndarray, batch_size: int, device,
+             loss_fn: MultiTaskLoss) -> Tuple[float, np.ndarray, torch.Tensor]:
     """Validation loss, per-head accuracy (argmax) and leaf logits (n, n_leaf)."""
     net.eval()
     total, n, correct, seen = 0.0, 0, None, None
@@ -100,7 +146,7 @@ def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
         tok, mask = pad_batch([tokens[i] for i in b], device)
         y = torch.as_tensor(targets[b], device=device)
         logits = net(tok, mask)
-        total += multitask_loss(logits, y, smoothing).item() * len(b)
+        total += loss_fn(logits, y).item() * len(b)
         n += len(b)
         pred = torch.stack([lg.argmax(-1) for lg in logits], 1)
         ok = ((pred == y) & (y >= 0)).sum(0).cpu().numpy()
@@ -114,14 +160,14 @@ def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
     return total / max(n, 1), acc, torch.cat(leaf_logits)[inverse]
 
 
-def fit_network(cfg: ModelConfig, tcfg: TrainConfig, n_classes: List[int],
+def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 train_tokens: Sequence[Sequence[int]], train_y: np.ndarray,
                 val_tokens: Sequence[Sequence[int]], val_y: np.ndarray,
-                rank_names: Sequence[str],
                 progress: Callable[[str], None] = log,
                 init_state: Optional[dict] = None):
     """Train ``BarcodeMambaNet`` and return (net, history, val_leaf_logits).
 
+    ``labels``: the LabelEncoder (heads = its ranks + the leaf head).
     ``train_y``/``val_y``: (n, n_heads) class targets, -1 = unknown. The
     returned net holds the weights of the epoch with the lowest validation
     loss (or the last epoch when there is no validation data).
@@ -129,7 +175,11 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, n_classes: List[int],
     device = resolve_device(tcfg.device)
     set_threads(tcfg.n_threads)
     seed_everything(tcfg.random_seed)
-    net = BarcodeMambaNet(cfg, n_classes).to(device)
+    rank_names = labels.rank_names
+    net = BarcodeMambaNet(cfg, labels.n_classes + [len(labels.leaves)]
+                          ).to(device)
+    loss_fn = MultiTaskLoss(tcfg, labels.classes, labels.leaf_to_class,
+                            train_y, device)
     if init_state is not None:
         net.load_state_dict(init_state, strict=False)
     opt = torch.optim.AdamW(net.param_groups(tcfg.weight_decay),
@@ -153,7 +203,7 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, n_classes: List[int],
                 g["lr"] = lr_at(step, total, tcfg.learning_rate, warmup)
             tok, mask = pad_batch([train_tokens[i] for i in b], device)
             y = torch.as_tensor(train_y[b], device=device)
-            loss = multitask_loss(net(tok, mask), y, tcfg.label_smoothing)
+            loss = loss_fn(net(tok, mask), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
@@ -168,7 +218,7 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, n_classes: List[int],
                f"{rate:.0f} seq/s")
         if has_val:
             vl, acc, _ = evaluate(net, val_tokens, val_y, tcfg.batch_size * 2,
-                                  device, tcfg.label_smoothing)
+                                  device, loss_fn)
             rec["val_loss"] = vl
             rec["val_accuracy"] = {r: float(a) for r, a in
                                    zip(list(rank_names) + ["leaf"], acc)}
@@ -191,7 +241,6 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, n_classes: List[int],
     val_logits = None
     if has_val:
         _, _, val_logits = evaluate(net, val_tokens, val_y,
-                                    tcfg.batch_size * 2, device,
-                                    tcfg.label_smoothing)
+                                    tcfg.batch_size * 2, device, loss_fn)
     net.eval()
     return net, history, val_logits

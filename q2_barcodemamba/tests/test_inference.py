@@ -103,3 +103,32 @@ def test_find_conflicts_names_genus_in_two_families():
     lin = parse_taxonomy(["a", "b"], ["k__F;f__X;g__G", "k__F;f__Y;g__G"])
     msgs = find_conflicts(lin)
     assert len(msgs) == 1 and "g__G under 2 parents" in msgs[0]
+
+
+def test_multitask_loss_hls_penalises_distant_confusions_more():
+    from q2_barcodemamba.core.config import TrainConfig
+    from q2_barcodemamba.core.train import MultiTaskLoss
+    enc, lin = encoder()
+    y_rank, y_leaf = enc.encode(lin)
+    y = np.concatenate([y_rank, y_leaf[:, None]], 1)        # (4, R + 1)
+    leaves = enc.leaves
+    sibling = leaves.index(";".join(lin[1]))    # C. tropicalis
+    distant = leaves.index(";".join(lin[3]))    # Cryptococcus (phylum B)
+    target = torch.as_tensor(y[:1])             # C. albicans
+
+    def leaf_loss(tc, favour):
+        fn = MultiTaskLoss(tc, enc.classes, enc.leaf_to_class, y, "cpu")
+        logits = [torch.zeros(1, n) for n in enc.n_classes]
+        leaf = torch.zeros(1, len(leaves))
+        leaf[0, favour] = 5.0
+        return fn(logits + [leaf], target).item()
+
+    hls = TrainConfig(hls_epsilon=0.05)
+    flat = TrainConfig(hls_epsilon=0.0, label_smoothing=0.0)
+    assert leaf_loss(hls, sibling) < leaf_loss(hls, distant) - 0.01
+    assert leaf_loss(flat, sibling) == pytest.approx(leaf_loss(flat, distant))
+    # inverse-sqrt class weights: the loss is a weighted mean, so it stays
+    # finite and positive, and rare-class reads weigh more
+    w = MultiTaskLoss(TrainConfig(class_weight_power=0.5), enc.classes,
+                      enc.leaf_to_class, y, "cpu").weights
+    assert all(torch.isfinite(t).all() for t in w)
