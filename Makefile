@@ -41,7 +41,9 @@ $(STAMPS)/deps: $(STAMPS)/apt constraints.txt
 	$(PY) -m pip install -q -c constraints.txt "tokenizers>=0.15" "safetensors>=0.4"
 	touch $@
 
-$(STAMPS)/package: $(STAMPS)/deps setup.py scripts/qiime-wrapper
+# q2cli caches action signatures: refresh it when they may have changed.
+$(STAMPS)/package: $(STAMPS)/deps setup.py scripts/qiime-wrapper \
+                   $(wildcard q2_barcodemamba/*.py)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	install -m 755 scripts/qiime-wrapper $(QIIME)
 	$(QIIME) dev refresh-cache >/dev/null

@@ -17,7 +17,6 @@ from .data import (KmerOrienter, batched, clean_sequence, length_batches,
                    orient)
 from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
                         truncate, UNASSIGNED)
-from .model import BarcodeMambaNet
 from .split import grouped_split
 from .taxonomy import LabelEncoder, parse_taxonomy, warn_conflicts
 from .tokenizer import DNATokenizer

@@ -88,7 +88,6 @@ def right_call_curve(chosen: np.ndarray, conf: np.ndarray, y: np.ndarray,
     """
     depth_true, cls_true = target_depth_and_class(y)
     rates = []
-    R = chosen.shape[1]
     for t in thresholds:
         ok_r = (conf >= t) & (chosen >= 0)
         # reported depth = last rank of the leading run of passing ranks

@@ -13,8 +13,8 @@ carry real information about the ancestor ranks.
 """
 import re
 import warnings
-from collections import Counter, defaultdict
-from typing import Dict, List, Sequence, Tuple
+from collections import defaultdict
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -155,14 +155,3 @@ def warn_conflicts(lineages: Sequence[Tuple[str, ...]]) -> None:
             "and are kept as separate classes, e.g. " + "; ".join(conflicts[:3])
             + ". Reconcile the reference taxonomy if this is not intended.",
             UserWarning, stacklevel=2)
-
-
-def class_counts(targets: np.ndarray, n_classes: int) -> np.ndarray:
-    """Occurrences of each class in a target column (ignoring -1)."""
-    t = targets[targets >= 0]
-    return np.bincount(t, minlength=n_classes)
-
-
-def majority_fraction(targets: np.ndarray) -> float:
-    t = targets[targets >= 0]
-    return Counter(t.tolist()).most_common(1)[0][1] / len(t) if len(t) else 0.0

@@ -1,8 +1,6 @@
 """Messy real-world input: taxonomy styles, placeholders, long reads,
 orientation, broken artifacts, GPU out-of-memory."""
 import json
-import os
-import warnings
 
 import numpy as np
 import pytest
