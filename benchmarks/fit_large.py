@@ -7,7 +7,6 @@ clone: the script says so and exits 2). Prints wall time, peak RSS, the
 classifier's size on disk and classification throughput on 5,000 reads.
 """
 import argparse
-import gzip
 import os
 import resource
 import shutil
@@ -20,7 +19,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from q2_barcodemamba.core.classifier import TaxonomicClassifier  # noqa
 from q2_barcodemamba.core.config import TrainConfig  # noqa
-from q2_barcodemamba.core.data import read_fasta  # noqa
+from q2_barcodemamba.core.data import read_fasta, read_taxonomy  # noqa
 from q2_barcodemamba.core.io import save_classifier  # noqa
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data", "its")
@@ -39,10 +38,7 @@ def main():
               "data next to the repository.", file=sys.stderr)
         sys.exit(2)
     recs = list(read_fasta(fasta))
-    with gzip.open(os.path.join(SHARED, f"{args.set}.taxonomy.tsv.gz"),
-                   "rt") as fh:
-        tax = dict(l.rstrip("\n").split("\t") for l in fh
-                   if not l.startswith("Feature ID"))
+    tax = read_taxonomy(os.path.join(SHARED, f"{args.set}.taxonomy.tsv.gz"))
     ids, seqs = [r[0] for r in recs], [r[1] for r in recs]
     tc = TrainConfig(epochs=args.epochs, n_threads=args.n_threads)
     t = time.time()

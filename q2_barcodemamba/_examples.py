@@ -5,7 +5,6 @@ The factories build small real artifacts offline from the bundled yeast
 ITS data (q2_barcodemamba/data): 300 reference reads of 6 genera.
 """
 import functools
-import gzip
 import os
 
 import pandas as pd
@@ -15,11 +14,9 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
 
 @functools.lru_cache(maxsize=None)
 def _example_reads():
-    from .core.data import read_fasta
-    with gzip.open(os.path.join(DATA, "its_full_cbs_yeasts.taxonomy.tsv.gz"),
-                   "rt") as fh:
-        tax = dict(line.rstrip("\n").split("\t") for line in fh
-                   if not line.startswith("Feature ID"))
+    from .core.data import read_fasta, read_taxonomy
+    tax = read_taxonomy(os.path.join(DATA,
+                                     "its_full_cbs_yeasts.taxonomy.tsv.gz"))
     genera = ["g__Candida", "g__Cryptococcus", "g__Debaryomyces",
               "g__Kazachstania", "g__Pichia", "g__Saccharomyces"]
     recs = [(i, s) for i, s in read_fasta(

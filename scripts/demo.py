@@ -6,7 +6,6 @@ Run through ``make demo`` (which installs everything first). Outputs land
 in ``--output-dir`` (default demo-output/).
 """
 import argparse
-import gzip
 import os
 import subprocess
 import sys
@@ -16,7 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "q2_barcodemamba", "data")
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from q2_barcodemamba.core.data import clean_sequence, read_fasta  # noqa
+from q2_barcodemamba.core.data import (clean_sequence, read_fasta,  # noqa
+                                       read_taxonomy)
 from q2_barcodemamba.core.split import grouped_split  # noqa
 from q2_barcodemamba.core.taxonomy import RANKS, parse_taxonomy  # noqa
 
@@ -45,10 +45,8 @@ def prepare_inputs(out, seed):
     """Split the bundled yeast set into reference and held-out query reads
     (whole haplotype clusters and whole species held out, no leakage)."""
     recs = list(read_fasta(os.path.join(DATA, "its_full_cbs_yeasts.fasta.gz")))
-    with gzip.open(os.path.join(DATA, "its_full_cbs_yeasts.taxonomy.tsv.gz"),
-                   "rt") as fh:
-        tax = dict(line.rstrip("\n").split("\t") for line in fh
-                   if not line.startswith("Feature ID"))
+    tax = read_taxonomy(os.path.join(DATA,
+                                     "its_full_cbs_yeasts.taxonomy.tsv.gz"))
     ids = [r[0] for r in recs]
     seqs = [clean_sequence(s, i) for i, s in recs]
     lineages = parse_taxonomy(ids, [tax[i] for i in ids])
@@ -81,14 +79,9 @@ def accuracy_report(out):
     """Per-rank accuracy of the query classification vs the truth. A query
     whose species (or genus) is absent from the reference is right at a
     rank only if nothing deeper than the reference knows is asserted."""
-    def load(path):
-        with open(path) as fh:
-            next(fh)
-            return {r[0]: r[1] for r in (l.rstrip("\n").split("\t")
-                                         for l in fh)}
-    truth = load(os.path.join(out, "query-taxonomy.tsv"))
-    ref = load(os.path.join(out, "reference-taxonomy.tsv"))
-    pred = load(os.path.join(out, "query-classification", "taxonomy.tsv"))
+    truth = read_taxonomy(os.path.join(out, "query-taxonomy.tsv"))
+    ref = read_taxonomy(os.path.join(out, "reference-taxonomy.tsv"))
+    pred = read_taxonomy(os.path.join(out, "query-classification", "taxonomy.tsv"))
     known = [set(";".join(t.split(";")[:r + 1]) for t in ref.values())
              for r in range(len(RANKS))]
     print("\nPer-rank accuracy on %d held-out query reads:" % len(truth))

@@ -88,6 +88,15 @@ def read_fasta(path) -> Iterator[Tuple[str, str]]:
         yield rid, "".join(chunks)
 
 
+def read_taxonomy(path) -> dict:
+    """``{feature id: lineage}`` from a (gzipped) QIIME taxonomy TSV
+    (header line, then ``id<TAB>taxon[<TAB>...]``)."""
+    with _open_text(path) as fh:
+        next(fh, None)
+        rows = (line.rstrip("\n").split("\t") for line in fh)
+        return {r[0]: r[1] for r in rows if len(r) >= 2}
+
+
 def batched(iterable: Iterable, n: int) -> Iterator[list]:
     """Yield lists of up to ``n`` consecutive items."""
     batch = []

@@ -1,11 +1,10 @@
 """Shared test data (real bundled ITS reads) and a cached tiny classifier."""
 import functools
-import gzip
 import os
 
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.config import TrainConfig
-from q2_barcodemamba.core.data import read_fasta
+from q2_barcodemamba.core.data import read_fasta, read_taxonomy
 
 PKG_DATA = os.path.join(os.path.dirname(__file__), "..", "data")
 TEST_DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -17,13 +16,6 @@ def data_path(name: str) -> str:
 
 def test_data_path(name: str) -> str:
     return os.path.join(TEST_DATA, name)
-
-
-def read_taxonomy(path: str) -> dict:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as fh:
-        rows = [line.rstrip("\n").split("\t") for line in fh]
-    return {r[0]: r[1] for r in rows[1:]}
 
 
 @functools.lru_cache(maxsize=None)

@@ -3,6 +3,7 @@ import pytest
 
 from q2_barcodemamba.core.data import (KmerOrienter, clean_sequence,
                                        length_batches, orient, read_fasta,
+                                       read_taxonomy,
                                        reverse_complement)
 from q2_barcodemamba.core.split import grouped_split, haplotype_clusters
 from q2_barcodemamba.core.taxonomy import parse_taxonomy
@@ -112,3 +113,12 @@ def test_haplotype_clusters_link_near_identical_reads():
     other = seqs[-1]
     c = haplotype_clusters([base, mutated, other], ["sp", "sp", "sp"])
     assert c[0] == c[1] != c[2]
+
+
+def test_read_taxonomy_plain_and_gzipped(tmp_path):
+    p = tmp_path / "t.tsv"
+    p.write_text("Feature ID\tTaxon\tConfidence\nr1\tk__F;p__A\t0.9\n"
+                 "r2\tk__F;p__B\t1\n")
+    assert read_taxonomy(p) == {"r1": "k__F;p__A", "r2": "k__F;p__B"}
+    tax = read_taxonomy(data_path("its_full_cbs_yeasts.taxonomy.tsv.gz"))
+    assert len(tax) == 3692 and tax["KY106088"].endswith("Zygotorulaspora_mrakii")
