@@ -20,6 +20,7 @@ setup(
         "safetensors>=0.4",
         "numpy",
         "pandas",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest"],
@@ -30,7 +31,8 @@ setup(
             "q2-barcodemamba=q2_barcodemamba.plugin_setup:plugin"],
     },
     package_data={
-        "q2_barcodemamba": ["citations.bib", "data/*", "assets/*"],
+        "q2_barcodemamba": ["citations.bib", "data/*", "data/*/*",
+                            "assets/*", "assets/*/*"],
         "q2_barcodemamba.tests": ["data/*"],
     },
     zip_safe=False,

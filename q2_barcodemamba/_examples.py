@@ -77,3 +77,35 @@ def classify_example(use):
         use.UsageInputs(reads=reads, classifier=classifier),
         use.UsageOutputNames(classification="classification"))
     classification.assert_output_type("FeatureData[Taxonomy]")
+
+
+def _backbone_factory():
+    from qiime2.plugins import barcodemamba
+    backbone, = barcodemamba.methods.pretrain(
+        sequences=_reference_reads_factory(), epochs=1, vocab_size=128,
+        n_threads=2)
+    return backbone
+
+
+def pretrain_example(use):
+    seqs = use.init_artifact("unlabelled_sequences",
+                             _reference_reads_factory)
+    backbone, = use.action(
+        use.UsageAction(plugin_id="barcodemamba", action_id="pretrain"),
+        use.UsageInputs(sequences=seqs, epochs=1, vocab_size=128),
+        use.UsageOutputNames(backbone="backbone"))
+    backbone.assert_output_type("BarcodeMambaBackbone")
+
+
+def fit_classifier_from_backbone_example(use):
+    reads = use.init_artifact("reference_reads", _reference_reads_factory)
+    taxonomy = use.init_artifact("reference_taxonomy",
+                                 _reference_taxonomy_factory)
+    backbone = use.init_artifact("backbone", _backbone_factory)
+    classifier, = use.action(
+        use.UsageAction(plugin_id="barcodemamba",
+                        action_id="fit_classifier"),
+        use.UsageInputs(reference_reads=reads, reference_taxonomy=taxonomy,
+                        backbone=backbone, epochs=1),
+        use.UsageOutputNames(classifier="classifier"))
+    classifier.assert_output_type("BarcodeMambaClassifier")

@@ -8,7 +8,7 @@ import json
 
 from qiime2.plugin import ValidationError, model
 
-from .core.io import load_classifier, read_config
+from .core.io import load_backbone, load_classifier, read_config
 
 
 class JSONFormat(model.TextFileFormat):
@@ -45,5 +45,18 @@ class BarcodeMambaClassifierDirFmt(model.DirectoryFormat):
                 read_config(str(self.path))
             else:
                 load_classifier(str(self.path))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class BarcodeMambaBackboneDirFmt(model.DirectoryFormat):
+    """Pretrained backbone: config.json, tokenizer.json, backbone.safetensors."""
+    config = model.File("config.json", format=JSONFormat)
+    tokenizer = model.File("tokenizer.json", format=JSONFormat)
+    weights = model.File("backbone.safetensors", format=SafetensorsFormat)
+
+    def _validate_(self, level):
+        try:
+            load_backbone(str(self.path))
         except ValueError as exc:
             raise ValidationError(str(exc)) from None

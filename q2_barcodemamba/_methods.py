@@ -2,18 +2,45 @@
 import pandas as pd
 from q2_types.feature_data import DNAFASTAFormat, TSVTaxonomyFormat
 
+from .core.backbones import shipped_backbone
 from .core.classifier import TaxonomicClassifier
 from .core.config import TrainConfig
 from .core.data import read_fasta
+from .core.pretrain import PretrainConfig, PretrainedBackbone
+from .core.pretrain import pretrain as _pretrain
+
+
+def pretrain(sequences: DNAFASTAFormat, preset: str = "tiny",
+             epochs: int = 15, batch_size: int = 64,
+             learning_rate: float = 8e-4, max_length: int = 512,
+             vocab_size: int = 1024, checkpoint_dir: str = None,
+             random_seed: int = 0, device: str = "auto",
+             n_threads: int = 0) -> PretrainedBackbone:
+    ids, seqs = [], []
+    for rid, seq in read_fasta(str(sequences)):
+        ids.append(rid)
+        seqs.append(seq)
+    pc = PretrainConfig(epochs=epochs, batch_size=batch_size,
+                        learning_rate=learning_rate, max_length=max_length,
+                        vocab_size=vocab_size, random_seed=random_seed,
+                        device=device, n_threads=n_threads)
+    bb = _pretrain(ids, seqs, preset, config=pc,
+                   checkpoint_dir=checkpoint_dir or None)
+    bb.info["name"] = f"pretrained:{preset}:{len(seqs)}-sequences"
+    return bb
 
 
 def fit_classifier(reference_reads: DNAFASTAFormat,
                    reference_taxonomy: pd.Series,
-                   preset: str = "tiny", epochs: int = 20,
-                   batch_size: int = 32, learning_rate: float = 3e-3,
+                   backbone: PretrainedBackbone = None,
+                   preset: str = "tiny", pretrained: bool = True,
+                   epochs: int = 20, batch_size: int = 32,
+                   learning_rate: object = "auto",
                    max_length: int = 512, validation_fraction: float = 0.1,
-                   refit: bool = True, hls_epsilon: float = 0.0,
-                   class_weight_power: float = 0.0, random_seed: int = 0, device: str = "auto",
+                   refit: bool = True, heads: str = "multi",
+                   hls_epsilon: float = 0.0,
+                   class_weight_power: float = 0.0, random_seed: int = 0,
+                   device: str = "auto",
                    n_threads: int = 0) -> TaxonomicClassifier:
     ids, seqs = [], []
     for rid, seq in read_fasta(str(reference_reads)):
@@ -24,15 +51,18 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
         dup = list(taxonomy.index[taxonomy.index.duplicated()][:5])
         raise ValueError(f"The reference taxonomy lists some ids more than "
                          f"once, e.g. {dup}; ids must be unique.")
+    lr = None if learning_rate == "auto" else float(learning_rate)
+    if backbone is None and pretrained:
+        backbone = shipped_backbone(preset)  # None for presets without one
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size,
-                       learning_rate=learning_rate, max_length=max_length,
+                       learning_rate=lr, max_length=max_length, heads=heads,
                        validation_fraction=validation_fraction, refit=refit,
                        hls_epsilon=hls_epsilon,
                        class_weight_power=class_weight_power,
                        random_seed=random_seed, device=device,
                        n_threads=n_threads)
     clf = TaxonomicClassifier(preset, train_config=tcfg)
-    return clf.fit(ids, seqs, taxonomy.to_dict())
+    return clf.fit(ids, seqs, taxonomy.to_dict(), backbone=backbone)
 
 
 def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,

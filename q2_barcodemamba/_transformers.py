@@ -1,7 +1,9 @@
-"""Transformers between the classifier directory format and core objects."""
+"""Transformers between the directory formats and core objects."""
 from .core.classifier import TaxonomicClassifier
-from .core.io import load_classifier, write_classifier_files
-from ._formats import BarcodeMambaClassifierDirFmt
+from .core.io import (load_backbone, load_classifier, write_backbone_files,
+                      write_classifier_files)
+from .core.pretrain import PretrainedBackbone
+from ._formats import BarcodeMambaBackboneDirFmt, BarcodeMambaClassifierDirFmt
 from .plugin_setup import plugin
 
 
@@ -15,3 +17,15 @@ def _1(data: TaxonomicClassifier) -> BarcodeMambaClassifierDirFmt:
 @plugin.register_transformer
 def _2(ff: BarcodeMambaClassifierDirFmt) -> TaxonomicClassifier:
     return load_classifier(str(ff.path))
+
+
+@plugin.register_transformer
+def _3(data: PretrainedBackbone) -> BarcodeMambaBackboneDirFmt:
+    ff = BarcodeMambaBackboneDirFmt()
+    write_backbone_files(data, str(ff.path))
+    return ff
+
+
+@plugin.register_transformer
+def _4(ff: BarcodeMambaBackboneDirFmt) -> PretrainedBackbone:
+    return load_backbone(str(ff.path))

@@ -2,3 +2,4 @@
 from qiime2.plugin import SemanticType
 
 BarcodeMambaClassifier = SemanticType("BarcodeMambaClassifier")
+BarcodeMambaBackbone = SemanticType("BarcodeMambaBackbone")

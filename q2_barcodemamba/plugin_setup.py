@@ -6,10 +6,12 @@ from qiime2.plugin import (Bool, Choices, Citations, Float, Int, Plugin, Range,
 from q2_types.feature_data import FeatureData, Sequence, Taxonomy
 
 from . import __version__
-from ._examples import classify_example, fit_classifier_example
-from ._formats import BarcodeMambaClassifierDirFmt
-from ._methods import classify, fit_classifier
-from ._types import BarcodeMambaClassifier
+from ._examples import (classify_example, fit_classifier_example,
+                        fit_classifier_from_backbone_example,
+                        pretrain_example)
+from ._formats import BarcodeMambaBackboneDirFmt, BarcodeMambaClassifierDirFmt
+from ._methods import classify, fit_classifier, pretrain
+from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
 from .core.config import PRESETS
 
 citations = Citations.load("citations.bib", package="q2_barcodemamba")
@@ -26,10 +28,13 @@ plugin = Plugin(
     citations=[citations["barcodemamba_plus"]],
 )
 
-plugin.register_formats(BarcodeMambaClassifierDirFmt)
-plugin.register_semantic_types(BarcodeMambaClassifier)
+plugin.register_formats(BarcodeMambaClassifierDirFmt,
+                        BarcodeMambaBackboneDirFmt)
+plugin.register_semantic_types(BarcodeMambaClassifier, BarcodeMambaBackbone)
 plugin.register_semantic_type_to_format(
     BarcodeMambaClassifier, artifact_format=BarcodeMambaClassifierDirFmt)
+plugin.register_semantic_type_to_format(
+    BarcodeMambaBackbone, artifact_format=BarcodeMambaBackboneDirFmt)
 
 # Knobs shared by both actions: one type and one description each.
 _shared_parameters = {
@@ -44,17 +49,81 @@ _shared_descriptions = {
 }
 
 plugin.methods.register_function(
-    function=fit_classifier,
-    inputs={"reference_reads": FeatureData[Sequence],
-            "reference_taxonomy": FeatureData[Taxonomy]},
+    function=pretrain,
+    inputs={"sequences": FeatureData[Sequence]},
     parameters={
         "preset": Str % Choices(sorted(PRESETS)),
         "epochs": Int % Range(1, None),
         "batch_size": Int % Range(1, None),
         "learning_rate": Float % Range(0, 1, inclusive_start=False),
         "max_length": Int % Range(16, None),
+        "vocab_size": Int % Range(16, 65536),
+        "checkpoint_dir": Str,
+        "random_seed": Int % Range(0, None),
+        **_shared_parameters,
+    },
+    outputs=[("backbone", BarcodeMambaBackbone)],
+    input_descriptions={
+        "sequences": "Unlabelled barcode sequences (e.g. all ITS reads of "
+                     "UNITE, or your own amplicons). Taxonomy is not needed; "
+                     "the more sequences of the region you will classify, "
+                     "the better.",
+    },
+    parameter_descriptions={
+        "preset": "Model size of the backbone. 'tiny' (~0.45M backbone "
+                  "parameters) runs on a laptop CPU; 'paper-12m' and "
+                  "'paper-50m' are the sizes of the BarcodeMamba+ paper and "
+                  "want a GPU. fit-classifier adopts this size.",
+        "epochs": "Passes over the sequences (BarcodeMamba+: 15).",
+        "batch_size": "Sequences per optimisation step.",
+        "learning_rate": "Peak AdamW learning rate after a short warm-up, "
+                         "then cosine decay (BarcodeMamba+: 8e-4).",
+        "max_length": "BPE tokens kept per sequence (~6 bp each on ITS); "
+                      "longer sequences keep their 5' end.",
+        "vocab_size": "Size of the BPE vocabulary learnt on the sequences, "
+                      "including 4 special tokens.",
+        "checkpoint_dir": "A directory (created if needed) that receives a "
+                          "checkpoint (safetensors + JSON) after every "
+                          "epoch. Re-running the same command with the same "
+                          "directory resumes after the last finished epoch "
+                          "and gives the same backbone as an uninterrupted "
+                          "run. Unset: no checkpoints.",
+        "random_seed": "Seed for the validation sample, initialisation and "
+                       "batch order.",
+        **_shared_descriptions,
+    },
+    output_descriptions={"backbone": "Pretrained backbone: tokenizer, "
+                                     "weights and configuration, for "
+                                     "fit-classifier's backbone input."},
+    name="Pretrain a BarcodeMamba+ backbone on unlabelled sequences",
+    description="Learn a BPE tokenizer on unlabelled barcodes, then train "
+                "the Mamba-2 backbone to predict each next token "
+                "(self-supervised). Fine-tune it with fit-classifier "
+                "--i-backbone. Progress (loss, tokens/s) is shown with "
+                "--verbose. For several GPUs, use torchrun with "
+                "'python -m q2_barcodemamba.core.cli pretrain' and import "
+                "the result with 'qiime tools import --type "
+                "BarcodeMambaBackbone'.",
+    citations=[citations["barcodemamba_plus"], citations["mamba2"]],
+    examples={"pretrain_unlabelled_its": pretrain_example},
+)
+
+plugin.methods.register_function(
+    function=fit_classifier,
+    inputs={"reference_reads": FeatureData[Sequence],
+            "reference_taxonomy": FeatureData[Taxonomy],
+            "backbone": BarcodeMambaBackbone},
+    parameters={
+        "preset": Str % Choices(sorted(PRESETS)),
+        "pretrained": Bool,
+        "epochs": Int % Range(1, None),
+        "batch_size": Int % Range(1, None),
+        "learning_rate": Float % Range(0, 1, inclusive_start=False)
+        | Str % Choices(["auto"]),
+        "max_length": Int % Range(16, None),
         "validation_fraction": Float % Range(0, 0.5, inclusive_end=True),
         "refit": Bool,
+        "heads": Str % Choices(["multi", "single"]),
         "hls_epsilon": Float % Range(0, 0.1, inclusive_end=True),
         "class_weight_power": Float % Range(0, 1, inclusive_end=True),
         "random_seed": Int % Range(0, None),
@@ -68,16 +137,34 @@ plugin.methods.register_function(
         "reference_taxonomy": "Lineage of every reference read, "
                               "'k__...;p__...;...;s__...' with the same "
                               "number of ranks for all reads.",
+        "backbone": "A pretrained backbone (from pretrain) to fine-tune; "
+                    "its tokenizer and model size are used and 'preset' is "
+                    "ignored. Without it the backbone shipped with the "
+                    "package is used (see 'pretrained').",
     },
     parameter_descriptions={
-        "preset": "Model size. 'tiny' (~0.8M parameters) trains on a laptop "
-                  "CPU; 'small', 'paper-12m', 'paper-50m' want a GPU.",
+        "preset": "Model size when no backbone is given. 'tiny' (~0.5M "
+                  "parameters + heads) trains on a laptop CPU and has a "
+                  "shipped pretrained backbone; 'small', 'paper-12m', "
+                  "'paper-50m' (the paper's sizes) train from scratch "
+                  "unless you pass a backbone, and want a GPU.",
+        "pretrained": "Start from the pretrained 'tiny' backbone shipped "
+                      "with the package (when no backbone input is given "
+                      "and preset is 'tiny'). --p-no-pretrained trains from "
+                      "random weights with a tokenizer learnt on the "
+                      "reference.",
+        "heads": "'multi': one classification head per rank plus a head "
+                 "over whole reference lineages (BarcodeMamba+); 'single': "
+                 "only the lineage head. Predictions come from the lineage "
+                 "head in both cases, so lineages are always consistent.",
         "epochs": "Maximum passes over the reference; training stops "
                   "earlier when the validation loss has not improved for 3 "
                   "epochs.",
         "batch_size": "Reference reads per optimisation step.",
         "learning_rate": "Peak AdamW learning rate (after a linear warm-up, "
-                         "then cosine decay).",
+                         "then cosine decay). 'auto': 3e-3 from random "
+                         "weights, the fine-tuning rate measured best in "
+                         "docs/ablation.md from a pretrained backbone.",
         "max_length": "Tokens kept per read (BPE tokens cover ~6 bp on "
                       "ITS); longer reads keep their 5' end.",
         "validation_fraction": "Share of reference reads held out, as whole "
@@ -109,7 +196,9 @@ plugin.methods.register_function(
                 "Mamba-2 network, per-rank heads, calibrated confidence) on "
                 "reference reads and their taxonomy.",
     citations=[citations["barcodemamba_plus"], citations["mamba2"]],
-    examples={"fit_classifier_yeast_its": fit_classifier_example},
+    examples={"fit_classifier_yeast_its": fit_classifier_example,
+              "fit_classifier_from_backbone":
+              fit_classifier_from_backbone_example},
 )
 
 plugin.methods.register_function(
@@ -157,3 +246,4 @@ plugin.methods.register_function(
 )
 
 importlib.import_module("q2_barcodemamba._transformers")
+

@@ -12,7 +12,8 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .config import ModelConfig, TrainConfig, preset
+from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig, \
+    preset
 from .data import (KmerOrienter, batched, clean_sequence, length_batches,
                    orient)
 from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
@@ -96,14 +97,25 @@ class TaxonomicClassifier:
         self.tokenizer = self.labels = self.net = self.orienter = None
         self.calibration: dict = {"temperature": 1.0}
         self.summary: dict = {}
+        self.backbone_info: Optional[dict] = None
         self._oom_batch_size = None  # set after a CUDA out-of-memory retry
 
     # ------------------------------------------------------------- fitting
     def fit(self, ids: Sequence[str], seqs: Sequence[str],
-            taxonomy: Dict[str, str], progress=log) -> "TaxonomicClassifier":
+            taxonomy: Dict[str, str], progress=log,
+            backbone=None) -> "TaxonomicClassifier":
         """Train on reference reads (``ids``, ``seqs``) with lineages
-        ``taxonomy`` (id -> ``k__...;s__...`` string)."""
+        ``taxonomy`` (id -> ``k__...;s__...`` string).
+
+        ``backbone``: a :class:`.pretrain.PretrainedBackbone` to fine-tune
+        (its tokenizer and model size are used); None trains from random
+        weights with a tokenizer learnt on the reference.
+        """
         tc = self.train_config
+        if tc.learning_rate is None:
+            tc = self.train_config = replace(
+                tc, learning_rate=FINETUNE_LR if backbone is not None
+                else SCRATCH_LR)
         t_start = time.time()
         seqs = check_reference(ids, seqs, taxonomy, tc.min_length)
         lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
@@ -119,16 +131,34 @@ class TaxonomicClassifier:
         # classes come from all reads, so the refit below can learn the
         # held-out species too; validation targets only know training taxa
         self.labels = LabelEncoder.fit(lineages, n_ranks)
-        self.tokenizer = DNATokenizer.train(seqs, tc.vocab_size)
-        cfg = self.model_config or preset(self.preset_name)
-        cfg.vocab_size = self.tokenizer.vocab_size
+        init_state = None
+        if backbone is not None:
+            self.tokenizer = backbone.tokenizer
+            cfg = replace(backbone.model_config)
+            if self.model_config is not None:  # keep e.g. dropout
+                cfg.dropout = self.model_config.dropout
+            self.preset_name = backbone.info.get("preset", "custom")
+            init_state = backbone.classifier_state()
+            self.backbone_info = {
+                k: backbone.info.get(k) for k in
+                ("name", "preset", "n_sequences", "n_train_tokens",
+                 "pretrain_config", "sha256")}
+            progress(f"fine-tuning the pretrained {self.preset_name} "
+                     f"backbone ({backbone.info.get('name', 'custom')}) at "
+                     f"learning rate {tc.learning_rate:g}")
+        else:
+            self.tokenizer = DNATokenizer.train(seqs, tc.vocab_size)
+            cfg = self.model_config or preset(self.preset_name)
+            cfg.vocab_size = self.tokenizer.vocab_size
+            self.backbone_info = None
         self.model_config = cfg.validate()
         tokens = self.tokenizer.encode(seqs, tc.max_length)
         y_rank, y_leaf = self.labels.encode(lineages)
         y = np.concatenate([y_rank, y_leaf[:, None]], axis=1)  # (n, R + 1)
         net, history, val_logits = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
-            y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress)
+            y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress,
+            init_state=init_state)
         self.net = net.cpu()
         self._calibrate(val_logits, known_in(y_rank[val_idx],
                                              y_rank[train_idx]), progress)
@@ -139,7 +169,8 @@ class TaxonomicClassifier:
                      "epochs (the best validation epoch)")
             refit_cfg = replace(tc, epochs=best_epoch)
             net, refit_history, _ = fit_network(
-                cfg, refit_cfg, self.labels, tokens, y, [], y[:0], progress)
+                cfg, refit_cfg, self.labels, tokens, y, [], y[:0], progress,
+                init_state=init_state)
             self.net = net.cpu()
             history = history + [{**h, "refit": True} for h in refit_history]
         self.orienter = KmerOrienter.fit(seqs)
@@ -151,6 +182,7 @@ class TaxonomicClassifier:
             "n_leaves": len(self.labels.leaves),
             "n_parameters": self.net.num_parameters(),
             "history": history, "train_seconds": time.time() - t_start,
+            "heads": tc.heads, "backbone": self.backbone_info,
         }
         return self
 

@@ -4,6 +4,10 @@ Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931); ``tiny``
 is our CPU default and is not from the paper.
 """
 from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
+
+SCRATCH_LR = 3e-3   # measured best of {1e-3, 3e-3, 1e-2} from random weights
+FINETUNE_LR = 1e-3  # from a pretrained backbone; see docs/ablation.md
 
 
 @dataclass
@@ -64,8 +68,11 @@ PRESETS = {
                  d_intermediate=256),
     "small": dict(d_model=256, n_layers=4, d_state=64, headdim=32, expand=2,
                   d_intermediate=512),
+    # d_intermediate 3072 in both paper sizes: with a tied 8192-token
+    # vocabulary and no heads this gives 12.1M / 49.3M parameters, the
+    # paper's 12.1M / 49.2M (tests/test_pretrain.py::test_paper_sizes)
     "paper-12m": dict(d_model=384, n_layers=2, d_state=64, headdim=48,
-                      expand=2, d_intermediate=1536),
+                      expand=2, d_intermediate=3072),
     "paper-50m": dict(d_model=768, n_layers=4, d_state=64, headdim=48,
                       expand=2, d_intermediate=3072),
 }
@@ -84,7 +91,9 @@ class TrainConfig:
     epochs: int = 20             # upper bound; early stopping usually ends sooner
     batch_size: int = 32         # sequences per optimisation step (32 learnt
                                  # faster per epoch than 64 on ITS)
-    learning_rate: float = 3e-3  # peak AdamW lr after warm-up (from scratch)
+    learning_rate: Optional[float] = None  # peak AdamW lr after warm-up;
+                                 # None = SCRATCH_LR from random weights,
+                                 # FINETUNE_LR from a pretrained backbone
     weight_decay: float = 0.05   # only on >=2-D weights (nanoGPT habit)
     warmup_fraction: float = 0.05  # share of steps spent in linear warm-up
     grad_clip: float = 1.0       # max global grad norm
@@ -95,6 +104,8 @@ class TrainConfig:
     validation_fraction: float = 0.1  # share of sequence groups held out
     patience: int = 3            # epochs without val-loss gain before stopping
     refit: bool = True           # retrain on all reads for the best epoch count
+    heads: str = "multi"         # multi: one head per rank + leaf head;
+                                 # single: leaf head only
     max_length: int = 512        # tokens kept per read (longer reads cropped)
     random_seed: int = 0
     device: str = "auto"         # auto | cpu | cuda

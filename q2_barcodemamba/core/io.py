@@ -29,6 +29,7 @@ from .data import KmerOrienter
 from .model import BarcodeMambaNet
 from .taxonomy import LabelEncoder
 from .tokenizer import DNATokenizer
+from .train import head_sizes
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "tokenizer.json", "labels.json", "model.safetensors")
@@ -96,6 +97,10 @@ def read_config(path: str) -> dict:
     cfg = _read_json(path, "config.json", "an unknown version")
     writer = f"q2-barcodemamba {cfg.get('package_version', '?')}"
     fv = cfg.get("format_version")
+    if cfg.get("kind") == "backbone":
+        raise ValueError("This is a pretrained backbone "
+                         "(BarcodeMambaBackbone), not a classifier: pass it "
+                         "to fit-classifier's backbone input.")
     if not isinstance(fv, int):
         raise ValueError(f"config.json has no integer format_version "
                          f"(written by {writer}); this is not a "
@@ -149,7 +154,10 @@ def load_classifier(path: str, map_location: str = "cpu"
     if bits is None:
         raise ValueError(f"model.safetensors lacks {ORIENT_KEY!r} (written "
                          f"by {writer}).")
-    n_classes = labels.n_classes + [len(labels.leaves)]
+    try:
+        n_classes = head_sizes(labels, tcfg.heads)
+    except ValueError as exc:
+        raise ValueError(f"config.json (written by {writer}): {exc}") from None
     net = BarcodeMambaNet(mcfg, n_classes)
     expected = net.state_dict()
     problems = [k for k in expected if k not in tensors]
@@ -170,3 +178,89 @@ def load_classifier(path: str, map_location: str = "cpu"
     clf.calibration = cfg["calibration"]
     clf.summary = cfg.get("summary", {})
     return clf
+
+
+# ------------------------------------------------------------ backbones
+BACKBONE_FILES = ("config.json", "tokenizer.json", "backbone.safetensors")
+
+
+def write_backbone_files(bb, path: str) -> None:
+    """Write a :class:`.pretrain.PretrainedBackbone` into existing ``path``."""
+    config = {
+        "format_version": FORMAT_VERSION,
+        "kind": "backbone",
+        "package": "q2-barcodemamba",
+        "package_version": __version__,
+        "model_config": bb.model_config.to_dict(),
+        "info": bb.info,
+    }
+    with open(os.path.join(path, "config.json"), "w") as fh:
+        json.dump(config, fh, indent=1)
+    with open(os.path.join(path, "tokenizer.json"), "w") as fh:
+        fh.write(bb.tokenizer.to_json())
+    save_file({k: v.detach().cpu().contiguous() for k, v in bb.state.items()},
+              os.path.join(path, "backbone.safetensors"),
+              metadata={"format_version": str(FORMAT_VERSION),
+                        "package_version": __version__})
+
+
+def save_backbone(bb, path: str) -> None:
+    """Atomically create directory ``path`` holding the backbone."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        raise FileExistsError(f"{path} already exists; choose a new path.")
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    try:
+        write_backbone_files(bb, tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_backbone(path: str):
+    """Load and validate a backbone directory written by
+    :func:`write_backbone_files` (weights on CPU)."""
+    from .model import Backbone
+    from .pretrain import PretrainedBackbone
+    cfg = _read_json(path, "config.json", "an unknown version")
+    writer = f"q2-barcodemamba {cfg.get('package_version', '?')}"
+    fv = cfg.get("format_version")
+    if cfg.get("kind") != "backbone" or not isinstance(fv, int):
+        raise ValueError(f"config.json (written by {writer}) does not "
+                         "describe a q2-barcodemamba backbone.")
+    if fv > FORMAT_VERSION:
+        raise ValueError(
+            f"This backbone has format version {fv} and was written by "
+            f"{writer}; this q2-barcodemamba {__version__} reads format "
+            f"version {FORMAT_VERSION} and older. Upgrade q2-barcodemamba.")
+    try:
+        mcfg = ModelConfig.from_dict(cfg["model_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"config.json of the backbone (written by {writer})"
+                         f" has an invalid model_config: {exc}") from None
+    tok_path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tok_path):
+        raise ValueError(f"The backbone lacks tokenizer.json (written by "
+                         f"{writer}).")
+    with open(tok_path) as fh:
+        tokenizer = DNATokenizer.from_json(fh.read())
+    if tokenizer.vocab_size != mcfg.vocab_size:
+        raise ValueError(f"tokenizer.json has {tokenizer.vocab_size} tokens "
+                         f"but the backbone's vocab_size is "
+                         f"{mcfg.vocab_size} (written by {writer}).")
+    w_path = os.path.join(path, "backbone.safetensors")
+    try:
+        tensors = load_file(w_path, device="cpu")
+    except (SafetensorError, OSError, ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"backbone.safetensors is missing, damaged or "
+                         f"truncated (written by {writer}): {exc}") from None
+    expected = Backbone(mcfg).state_dict()
+    problems = sorted(set(expected) ^ set(tensors))
+    problems += [f"{k} {tuple(tensors[k].shape)} != {tuple(v.shape)}"
+                 for k, v in expected.items()
+                 if k in tensors and tensors[k].shape != v.shape]
+    if problems:
+        raise ValueError(f"backbone.safetensors does not match its "
+                         f"config.json (written by {writer}): {problems[:5]}")
+    return PretrainedBackbone(mcfg, tokenizer, tensors, cfg.get("info", {}))

@@ -90,7 +90,8 @@ class Mamba2Mixer(nn.Module):
         k = None
         if u.is_cuda and self.use_kernels:
             k = kernels.mamba_kernels()
-        if k is not None:  # same call as mamba_ssm's Mamba2 (channel-last view)
+        if k is not None and k.causal_conv1d_fn is not None:
+            # same call as mamba_ssm's Mamba2 (channel-last view)
             xBC = k.causal_conv1d_fn(
                 xBC.transpose(1, 2), self.conv1d.weight.squeeze(1),
                 self.conv1d.bias, activation="silu").transpose(1, 2)  # (B, L, E + 2gn)
@@ -102,7 +103,7 @@ class Mamba2Mixer(nn.Module):
         B = B.unflatten(-1, (g, n))                           # (B, L, g, n)
         C = C.unflatten(-1, (g, n))                           # (B, L, g, n)
 
-        if k is not None:
+        if k is not None and k.mamba_chunk_scan_combined is not None:
             y = k.mamba_chunk_scan_combined(
                 x, dt, A, B, C, self.chunk_size, D=self.D, z=None,
                 dt_bias=None, dt_softplus=False)              # (B, L, h, p)
@@ -171,8 +172,74 @@ def masked_mean(hidden, mask):
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)      # (B, D)
 
 
+def init_weights(net: nn.Module, n_layers: int) -> None:
+    """GPT-2 style initialisation (nanoGPT habit): N(0, 0.02) for linear and
+    embedding weights, zero biases, and the projections that write into the
+    residual stream scaled by 1/sqrt(2 * n_layers). The Mamba-2 specific
+    parameters (A_log, dt_bias, D, conv) keep their own initialisation."""
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+    for name, p in net.named_parameters():
+        if name.endswith(("out_proj.weight", "fc2.weight")):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layers))
+
+
+def param_groups(net: nn.Module, weight_decay: float):
+    """AdamW groups: decay only >= 2-D weights not marked _no_weight_decay."""
+    decay, no_decay, seen = [], [], set()
+    for p in net.parameters():
+        if not p.requires_grad or id(p) in seen:  # tied weights once
+            continue
+        seen.add(id(p))
+        if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False):
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+class BarcodeMambaLM(nn.Module):
+    """Backbone + next-token head for pretraining on unlabelled barcodes.
+
+    The output projection is tied to the token embedding (GPT-2 / Mamba LM
+    habit; Press & Wolf 2017): it adds no parameters, so the backbone that
+    fine-tuning inherits is exactly what was trained, and a tied head
+    regularises the small vocabularies used for DNA.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.backbone = Backbone(cfg)
+        init_weights(self, cfg.n_layers)
+
+    def forward(self, tokens):
+        """Next-token logits (B, L, V) for token ids (B, L)."""
+        h = self.backbone(tokens)                              # (B, L, D)
+        return F.linear(h, self.backbone.embedding.weight)     # (B, L, V)
+
+    def param_groups(self, weight_decay: float):
+        return param_groups(self, weight_decay)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
 class BarcodeMambaNet(nn.Module):
-    """Backbone + masked mean pooling + dropout + one linear head per rank."""
+    """Backbone + masked mean pooling + dropout + linear classification heads.
+
+    ``n_classes`` gives one head per entry. BarcodeMamba+ (multi-head) uses
+    one head per rank plus our leaf head over whole reference lineages;
+    single-head mode has only the leaf head, whose lineage gives the ranks
+    above. Predictions always come from the last (leaf) head, so lineages are
+    consistent in both modes.
+    """
 
     def __init__(self, cfg: ModelConfig, n_classes):
         super().__init__()
@@ -181,20 +248,7 @@ class BarcodeMambaNet(nn.Module):
         self.backbone = Backbone(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         self.heads = nn.ModuleList(nn.Linear(cfg.d_model, c) for c in self.n_classes)
-        self.apply(self._init_weights)
-        # GPT-2 habit: scale the projections that write into the residual stream.
-        for name, p in self.named_parameters():
-            if name.endswith(("out_proj.weight", "fc2.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        init_weights(self, cfg.n_layers)
 
     def embed(self, tokens, mask=None):
         """Pooled embedding (B, D); mask defaults to ``tokens != 0``."""
@@ -203,22 +257,12 @@ class BarcodeMambaNet(nn.Module):
         return masked_mean(self.backbone(tokens), mask)       # (B, D)
 
     def forward(self, tokens, mask=None):
-        """List of logits, one (B, n_r) tensor per taxonomic rank."""
+        """List of logits, one (B, n_h) tensor per head."""
         z = self.dropout(self.embed(tokens, mask))            # (B, D)
         return [head(z) for head in self.heads]
 
     def param_groups(self, weight_decay: float):
-        """AdamW groups: decay only >= 2-D weights not marked _no_weight_decay."""
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            if p.dim() >= 2 and not getattr(p, "_no_weight_decay", False):
-                decay.append(p)
-            else:
-                no_decay.append(p)
-        return [{"params": decay, "weight_decay": weight_decay},
-                {"params": no_decay, "weight_decay": 0.0}]
+        return param_groups(self, weight_decay)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

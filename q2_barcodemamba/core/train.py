@@ -8,6 +8,7 @@ restored, and temperature scaling of the leaf head on the validation split
 """
 import copy
 import math
+from dataclasses import replace
 import random
 import sys
 import time
@@ -17,10 +18,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import ModelConfig, TrainConfig
+from . import distributed as ddp
+from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig
 from .data import length_batches
-from .losses import (HierarchicalSmoother, RankSmoother, class_weights,
-                     soft_cross_entropy)
+from .losses import HierarchicalSmoother, RankSmoother, class_weights
 from .model import BarcodeMambaNet
 from .tokenizer import PAD_ID
 
@@ -84,8 +85,11 @@ class MultiTaskLoss:
     """
 
     def __init__(self, tcfg: TrainConfig, classes: Sequence[Sequence[str]],
-                 leaf_to_class: np.ndarray, train_y: np.ndarray, device):
+                 leaf_to_class: np.ndarray, train_y: np.ndarray, device,
+                 heads: Optional[Sequence[int]] = None):
         n_ranks = len(classes)
+        # which of the R + 1 heads the network has (single-head: leaf only)
+        self.heads = list(range(n_ranks + 1)) if heads is None else list(heads)
         n_classes = [len(c) for c in classes] + [leaf_to_class.shape[1]]
         self.flat = tcfg.label_smoothing
         self.smoothers = [None] * (n_ranks + 1)
@@ -110,25 +114,48 @@ class MultiTaskLoss:
             self.weights = [class_weights(train_y[:, h], n,
                                           tcfg.class_weight_power).to(device)
                             for h, n in enumerate(n_classes)]
+        self.smoothers = [self.smoothers[h] for h in self.heads]
+        self.weights = [self.weights[h] for h in self.heads]
 
     def __call__(self, logits: List[torch.Tensor], targets: torch.Tensor
                  ) -> torch.Tensor:
-        """logits: per head (B, n_h); targets: (B, n_heads) long."""
-        losses = []
+        """logits: per head (B, n_h); targets: (B, n_heads) long, columns
+        in the order of the network's heads.
+
+        Each head's loss is a weighted mean over its known targets; under
+        DDP the denominators are summed over processes (and the result
+        scaled by the world size, which DDP's gradient averaging undoes),
+        so N processes compute exactly the single-process loss.
+        """
+        nums, dens = [], []
         for h, lg in enumerate(logits):
             t = targets[:, h]
-            if not (t >= 0).any():
-                continue
+            known = t >= 0
             sm, w = self.smoothers[h], self.weights[h]
             if sm is not None:
                 soft = sm(t, dtype=torch.float32)              # (B, n_h)
-                losses.append(soft_cross_entropy(lg.float(), soft, w,
-                                                 hard=t))
+                logp = F.log_softmax(lg.float(), dim=-1)
+                per = -torch.where(soft > 0, soft * logp,
+                                   torch.zeros_like(logp)).sum(-1)
             else:
-                losses.append(F.cross_entropy(
-                    lg.float(), t, weight=w, ignore_index=-1,
-                    label_smoothing=self.flat))
-        return torch.stack(losses).mean()
+                per = F.cross_entropy(lg.float(), t.clamp(min=0),
+                                      label_smoothing=self.flat,
+                                      reduction="none")
+            wt = known.float()
+            if w is not None:
+                wt = wt * w[t.clamp(min=0)]
+            nums.append((wt * per).sum())
+            dens.append(wt.sum())
+        den = torch.stack(dens)
+        scale = 1.0
+        if ddp.is_distributed():
+            den = den.detach().clone()
+            torch.distributed.all_reduce(den)
+            scale = float(ddp.world_size())
+        use = den > 0
+        per_head = torch.stack(nums) / den.clamp(min=1e-12)
+        n_used = use.sum().clamp(min=1)
+        return scale * (per_head * use).sum() / n_used
 
 
 @torch.no_grad()
@@ -160,6 +187,21 @@ def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
     return total / max(n, 1), acc, torch.cat(leaf_logits)[inverse]
 
 
+def head_index(labels, heads: str) -> List[int]:
+    """Columns of the (n, R + 1) target matrix that the network predicts:
+    all ranks + leaf ('multi', BarcodeMamba+) or the leaf only ('single')."""
+    if heads == "multi":
+        return list(range(len(labels.n_classes) + 1))
+    if heads == "single":
+        return [len(labels.n_classes)]
+    raise ValueError(f"heads must be 'multi' or 'single', not {heads!r}.")
+
+
+def head_sizes(labels, heads: str) -> List[int]:
+    sizes = labels.n_classes + [len(labels.leaves)]
+    return [sizes[h] for h in head_index(labels, heads)]
+
+
 def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 train_tokens: Sequence[Sequence[int]], train_y: np.ndarray,
                 val_tokens: Sequence[Sequence[int]], val_y: np.ndarray,
@@ -167,21 +209,38 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 init_state: Optional[dict] = None):
     """Train ``BarcodeMambaNet`` and return (net, history, val_leaf_logits).
 
-    ``labels``: the LabelEncoder (heads = its ranks + the leaf head).
-    ``train_y``/``val_y``: (n, n_heads) class targets, -1 = unknown. The
+    ``labels``: the LabelEncoder (heads = its ranks + the leaf head, or the
+    leaf head only when ``tcfg.heads == 'single'``).
+    ``train_y``/``val_y``: (n, R + 1) class targets, -1 = unknown. The
     returned net holds the weights of the epoch with the lowest validation
     loss (or the last epoch when there is no validation data).
+    ``init_state``: starting weights (e.g. a pretrained backbone's), loaded
+    non-strictly over the fresh initialisation.
+    Under ``torchrun`` the batches are split over the processes
+    (:mod:`.distributed`); every process returns the same network.
     """
-    device = resolve_device(tcfg.device)
+    if tcfg.learning_rate is None:
+        tcfg = replace(tcfg, learning_rate=FINETUNE_LR if init_state
+                       is not None else SCRATCH_LR)
+    device = ddp.setup(resolve_device(tcfg.device))
+    if not ddp.is_main():
+        progress = lambda msg: None  # noqa: E731
     set_threads(tcfg.n_threads)
     seed_everything(tcfg.random_seed)
-    rank_names = labels.rank_names
-    net = BarcodeMambaNet(cfg, labels.n_classes + [len(labels.leaves)]
-                          ).to(device)
+    cols = head_index(labels, tcfg.heads)
+    rank_names = [(list(labels.rank_names) + ["leaf"])[h] for h in cols]
+    net = BarcodeMambaNet(cfg, head_sizes(labels, tcfg.heads)).to(device)
     loss_fn = MultiTaskLoss(tcfg, labels.classes, labels.leaf_to_class,
-                            train_y, device)
+                            train_y, device, heads=cols)
+    train_y, val_y = train_y[:, cols], val_y[:, cols]
     if init_state is not None:
-        net.load_state_dict(init_state, strict=False)
+        missing, unexpected = net.load_state_dict(init_state, strict=False)
+        if unexpected or any(k.startswith("backbone.") for k in missing):
+            raise ValueError(f"The starting weights do not fit this model "
+                             f"(unexpected {unexpected[:3]}, missing "
+                             f"{[k for k in missing if 'backbone.' in k][:3]}).")
+        net.to(device)
+    dnet = ddp.wrap(net, device)
     opt = torch.optim.AdamW(net.param_groups(tcfg.weight_decay),
                             lr=tcfg.learning_rate, betas=(0.9, 0.98))
     lengths = [len(t) for t in train_tokens]
@@ -201,16 +260,25 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                                 seed=tcfg.random_seed * 1000 + epoch):
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, tcfg.learning_rate, warmup)
+            # a process left without rows (tail batch) runs one masked row,
+            # so every process takes part in each gradient all-reduce
+            mine = ddp.shard(b)
+            dummy = not mine
+            b = mine or b[:1]
             tok, mask = pad_batch([train_tokens[i] for i in b], device)
             y = torch.as_tensor(train_y[b], device=device)
-            loss = loss_fn(net(tok, mask), y)
+            if dummy:
+                y = torch.full_like(y, -1)
+            loss = loss_fn(dnet(tok, mask), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
             opt.step()
             step += 1
-            seen += len(b)
-            run_loss += loss.item() * len(b)
+            seen += 0 if dummy else len(b)
+            run_loss += 0.0 if dummy else loss.item() * len(b)
+        seen = int(ddp.all_reduce_sum(seen, device))
+        run_loss = ddp.all_reduce_sum(run_loss, device)
         rate = seen / max(time.time() - t0, 1e-9)
         rec = {"epoch": epoch, "train_loss": run_loss / max(seen, 1),
                "seq_per_s": rate, "lr": opt.param_groups[0]["lr"]}
@@ -219,9 +287,10 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
         if has_val:
             vl, acc, _ = evaluate(net, val_tokens, val_y, tcfg.batch_size * 2,
                                   device, loss_fn)
+            vl = ddp.broadcast_object(vl)  # same early-stopping decision
             rec["val_loss"] = vl
             rec["val_accuracy"] = {r: float(a) for r, a in
-                                   zip(list(rank_names) + ["leaf"], acc)}
+                                   zip(rank_names, acc)}
             msg += f" val_loss {vl:.4f} val_acc " + " ".join(
                 f"{r[:3]} {a:.3f}" for r, a in zip(rank_names, acc))
             if vl < best - 1e-4:

@@ -302,3 +302,37 @@ def test_cpu_forward_never_asks_for_kernels(monkeypatch):
     monkeypatch.setattr(kernels, "mamba_kernels", boom)
     m = Mamba2Mixer(small_cfg())
     assert m(torch.randn(1, 5, 16)).shape == (1, 5, 16)
+
+
+def test_triton_only_mamba_ssm_is_found(tmp_path, monkeypatch):
+    """mamba-ssm built with MAMBA_SKIP_CUDA_BUILD has no selective_scan_cuda
+    and its package __init__ fails; the SSD module must still load, and
+    causal-conv1d is optional on its own."""
+    pkg = tmp_path / "mamba_ssm"
+    (pkg / "ops" / "triton").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "import selective_scan_cuda  # Mamba-1 CUDA extension\n")
+    (pkg / "ops" / "__init__.py").write_text("")
+    (pkg / "ops" / "triton" / "__init__.py").write_text("")
+    (pkg / "ops" / "triton" / "ssd_combined.py").write_text(
+        "def mamba_chunk_scan_combined(*a, **k):\n    return 'triton-scan'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m.startswith("mamba_ssm")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "causal_conv1d", None)
+    kernels.mamba_kernels.cache_clear()
+    try:
+        k = kernels.mamba_kernels()
+        assert k is not None
+        assert k.mamba_chunk_scan_combined() == "triton-scan"
+        assert k.causal_conv1d_fn is None
+        assert kernels.kernels_available()
+        assert "Triton" in kernels.describe()
+        assert "causal conv: PyTorch" in kernels.describe()
+        kernels.mamba_kernels.cache_clear()
+        monkeypatch.setenv("Q2_BARCODEMAMBA_KERNELS", "0")
+        assert kernels.mamba_kernels() is None
+    finally:
+        kernels.mamba_kernels.cache_clear()
+        for name in [m for m in sys.modules if m.startswith("mamba_ssm")]:
+            sys.modules.pop(name, None)

@@ -12,7 +12,10 @@ from qiime2.plugin import ValidationError
 from qiime2.plugin.testing import TestPluginBase
 
 from q2_barcodemamba._formats import BarcodeMambaClassifierDirFmt
+from q2_barcodemamba.core.backbones import shipped_backbone
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
+from q2_barcodemamba.core.config import FINETUNE_LR
+from q2_barcodemamba.core.pretrain import PretrainedBackbone
 from q2_barcodemamba.core.io import save_classifier
 from q2_barcodemamba.tests.helpers import (small_reference, tiny_classifier,
                                            write_reference)
@@ -118,6 +121,65 @@ class ArtifactAPITests(TestPluginBase):
         # the result is usable as QIIME metadata (tabulate / barplot input)
         md = classification.view(qiime2.Metadata)
         self.assertEqual(md.id_count, len(ids))
+        # by default the shipped pretrained backbone was fine-tuned
+        core = clf.view(TaxonomicClassifier)
+        self.assertEqual(core.summary["backbone"]["name"], "backbone-tiny")
+        self.assertEqual(core.train_config.learning_rate, FINETUNE_LR)
+        self.assertEqual(core.tokenizer.to_json(),
+                         shipped_backbone().tokenizer.to_json())
+
+
+class BackboneTests(TestPluginBase):
+    package = "q2_barcodemamba.tests"
+
+    def test_pretrain_then_fine_tune_through_artifact_api(self):
+        from qiime2.plugins import barcodemamba
+        ids, seqs, tax = small_reference()
+        fasta, taxonomy = write_reference(self.temp_dir.name, ids, seqs, tax)
+        reads = qiime2.Artifact.import_data("FeatureData[Sequence]", fasta)
+        taxa = qiime2.Artifact.import_data("FeatureData[Taxonomy]", taxonomy)
+        ck = os.path.join(self.temp_dir.name, "ck")
+        bb, = barcodemamba.methods.pretrain(
+            sequences=reads, epochs=1, vocab_size=128, batch_size=64,
+            checkpoint_dir=ck, n_threads=2)
+        self.assertEqual(str(bb.type), "BarcodeMambaBackbone")
+        self.assertEqual(sorted(os.listdir(ck)),
+                         ["checkpoint.json", "checkpoint.safetensors"])
+        core_bb = bb.view(PretrainedBackbone)
+        self.assertEqual(core_bb.tokenizer.vocab_size, 128)
+        self.assertEqual(len(core_bb.info["history"]), 1)
+        with tempfile.TemporaryDirectory() as d:
+            bb.save(os.path.join(d, "bb.qza"))
+            shutil.unpack_archive(os.path.join(d, "bb.qza"), d, "zip")
+            names = {f for _, _, fs in os.walk(d) for f in fs}
+            self.assertTrue({"config.json", "tokenizer.json",
+                             "backbone.safetensors"} <= names)
+            self.assertFalse(any(f.endswith((".pkl", ".pt")) for f in names))
+        clf, = barcodemamba.methods.fit_classifier(
+            reference_reads=reads, reference_taxonomy=taxa, backbone=bb,
+            epochs=1, refit=False, n_threads=2)
+        core = clf.view(TaxonomicClassifier)
+        self.assertEqual(core.tokenizer.to_json(),
+                         core_bb.tokenizer.to_json())
+        self.assertEqual(core.model_config.vocab_size, 128)
+        self.assertIn("pretrained:tiny", core.summary["backbone"]["name"])
+        # a classifier is not a backbone
+        with self.assertRaises(TypeError):
+            barcodemamba.methods.fit_classifier(
+                reference_reads=reads, reference_taxonomy=taxa,
+                backbone=clf, epochs=1)
+
+    def test_damaged_backbone_fails_validation(self):
+        from q2_barcodemamba._formats import BarcodeMambaBackboneDirFmt
+        from q2_barcodemamba.core.backbones import shipped_backbone_path
+        path = os.path.join(self.temp_dir.name, "bb")
+        shutil.copytree(shipped_backbone_path(), path)
+        BarcodeMambaBackboneDirFmt(path, mode="r").validate(level="max")
+        w = os.path.join(path, "backbone.safetensors")
+        data = open(w, "rb").read()
+        open(w, "wb").write(data[: len(data) // 3])
+        with self.assertRaisesRegex(ValidationError, "damaged or truncated"):
+            BarcodeMambaBackboneDirFmt(path, mode="r").validate(level="max")
 
 
 class CLITests(TestPluginBase):
@@ -135,6 +197,35 @@ class CLITests(TestPluginBase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("fit-classifier", r.stdout)
         self.assertIn("classify", r.stdout)
+        self.assertIn("pretrain", r.stdout)
+
+    def test_cli_pretrain_then_fit_with_backbone(self):
+        ids, seqs, tax = small_reference()
+        write_reference(self.temp_dir.name, ids[:200], seqs[:200], tax)
+        steps = [
+            ("tools", "import", "--type", "FeatureData[Sequence]",
+             "--input-path", "reads.fasta", "--output-path", "ref.qza"),
+            ("tools", "import", "--type", "FeatureData[Taxonomy]",
+             "--input-path", "taxonomy.tsv", "--output-path", "tax.qza"),
+            ("barcodemamba", "pretrain", "--i-sequences", "ref.qza",
+             "--p-epochs", "1", "--p-vocab-size", "96", "--p-n-threads",
+             "2", "--o-backbone", "bb.qza", "--verbose"),
+            ("barcodemamba", "fit-classifier", "--i-reference-reads",
+             "ref.qza", "--i-reference-taxonomy", "tax.qza", "--i-backbone",
+             "bb.qza", "--p-epochs", "1", "--p-no-refit", "--p-n-threads",
+             "2", "--o-classifier", "clf.qza", "--verbose"),
+        ]
+        outs = []
+        for step in steps:
+            r = self.qiime(*step)
+            self.assertEqual(r.returncode, 0, f"{step}: {r.stderr[-2000:]}")
+            outs.append(r.stdout + r.stderr)
+        self.assertIn("tokens/s", outs[2])       # progress is shown
+        self.assertIn("fine-tuning the pretrained tiny backbone", outs[3])
+        clf = qiime2.Artifact.load(os.path.join(self.temp_dir.name,
+                                                "clf.qza"))
+        self.assertEqual(clf.view(TaxonomicClassifier).tokenizer.vocab_size,
+                         96)
 
     def test_cli_fit_then_classify_other_reads(self):
         ids, seqs, tax = small_reference()
