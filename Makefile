@@ -12,7 +12,8 @@ TORCH     ?= torch==2.13.0+cpu
 DEMO_DIR  ?= demo-output
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS  := qiime q2cli q2-types q2-feature-classifier q2-taxa \
-             q2-feature-table q2-metadata python3-venv python3-pytest
+             q2-feature-table q2-metadata python3-venv python3-pytest \
+             chromium
 STAMPS    := $(VENV)/.stamps
 
 .PHONY: demo test install clean-demo

@@ -247,3 +247,5 @@ plugin.methods.register_function(
 
 importlib.import_module("q2_barcodemamba._transformers")
 
+from ._visualizer_registration import register_visualizers  # noqa: E402
+register_visualizers(plugin, citations)
