@@ -8,6 +8,7 @@ from .core.config import TrainConfig
 from .core.data import read_fasta
 from .core.pretrain import PretrainConfig, PretrainedBackbone
 from .core.pretrain import pretrain as _pretrain
+from .core.train import log
 
 
 def pretrain(sequences: DNAFASTAFormat, preset: str = "tiny",
@@ -54,6 +55,10 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
     lr = None if learning_rate == "auto" else float(learning_rate)
     if backbone is None and pretrained:
         backbone = shipped_backbone(preset)  # None for presets without one
+        if backbone is None:
+            log(f"no pretrained backbone ships for preset {preset!r}: "
+                "training from scratch (pretrain one with 'qiime "
+                "barcodemamba pretrain' and pass it with --i-backbone)")
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size,
                        learning_rate=lr, max_length=max_length, heads=heads,
                        validation_fraction=validation_fraction, refit=refit,

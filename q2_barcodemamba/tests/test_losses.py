@@ -249,3 +249,33 @@ def test_from_targets_rejects_inconsistent_hierarchy():
     y = np.array([[0, 0], [1, 0]])  # class 0 of rank 1 under two parents
     with pytest.raises(ValueError):
         hls_targets(y, [2, 1])
+
+
+def test_unknown_labels_are_ignored_in_their_rank():
+    """A read whose species is unidentified (-1) adds nothing to the species
+    head's loss, but still counts at the ranks above."""
+    from q2_barcodemamba.core.config import TrainConfig
+    from q2_barcodemamba.core.taxonomy import LabelEncoder
+    from q2_barcodemamba.core.train import MultiTaskLoss
+    lin = [("k__F", "g__a", "s__a1"), ("k__F", "g__a", "s__a2"),
+           ("k__F", "g__b", "s__b1"), ("k__F", "g__b")]
+    lab = LabelEncoder.fit(lin, 3)
+    yr, yl = lab.encode(lin)
+    y = torch.as_tensor(np.concatenate([yr, yl[:, None]], 1))
+    assert y[3, 2] == -1 and y[3, 1] >= 0
+    for tc in (TrainConfig(label_smoothing=0.0),
+               TrainConfig(hls_epsilon=0.02, class_weight_power=0.5)):
+        loss = MultiTaskLoss(tc, lab.classes, lab.leaf_to_class,
+                             y.numpy(), "cpu")
+        torch.manual_seed(0)
+        logits = [torch.randn(4, n) for n in
+                  lab.n_classes + [len(lab.leaves)]]
+        full = loss(logits, y)
+        # changing the unknown read's species logits changes nothing
+        logits2 = [lg.clone() for lg in logits]
+        logits2[2][3, 0] += 5.0
+        assert torch.allclose(loss(logits2, y), full)
+        # but its genus logits matter
+        logits3 = [lg.clone() for lg in logits]
+        logits3[1][3, 0] += 5.0
+        assert not torch.allclose(loss(logits3, y), full)
