@@ -21,7 +21,7 @@ STAMPS    := $(VENV)/.stamps
 demo: install
 	PYTHONUNBUFFERED=1 $(PY) scripts/demo.py --qiime $(QIIME) --output-dir $(DEMO_DIR)
 
-test: install
+test: install $(STAMPS)/planemo
 	$(PY) -m pytest --pyargs q2_barcodemamba -ra
 
 install: $(STAMPS)/package
@@ -48,6 +48,15 @@ $(STAMPS)/package: $(STAMPS)/deps setup.py scripts/qiime-wrapper \
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	install -m 755 scripts/qiime-wrapper $(QIIME)
 	$(QIIME) dev refresh-cache >/dev/null
+	touch $@
+
+# planemo lints the Galaxy wrappers (galaxy/), Cheetah (ct3) renders their
+# commands for the tests; own venv, without system site packages, because
+# planemo needs click>=8.2, which breaks q2cli.
+$(STAMPS)/planemo: $(STAMPS)/apt
+	/usr/bin/python3 -m venv $(VENV)/planemo
+	$(VENV)/planemo/bin/python -m pip install -q "planemo==0.75.47" \
+	  "galaxy-tool-util==26.1.2" "ct3==3.4.0.post5"
 	touch $@
 
 clean-demo:
