@@ -13,10 +13,10 @@ DEMO_DIR  ?= demo-output
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PKGS  := qiime q2cli q2-types q2-feature-classifier q2-taxa \
              q2-feature-table q2-metadata python3-venv python3-pytest \
-             chromium
+             chromium vsearch ncbi-blast+ time
 STAMPS    := $(VENV)/.stamps
 
-.PHONY: demo test install clean-demo
+.PHONY: demo test install clean-demo bench bench-quick
 
 demo: install
 	PYTHONUNBUFFERED=1 $(PY) scripts/demo.py --qiime $(QIIME) --output-dir $(DEMO_DIR)
@@ -26,7 +26,8 @@ test: install $(STAMPS)/planemo
 
 install: $(STAMPS)/package
 
-$(STAMPS)/apt:
+# re-checked when the Makefile (its package list) changes
+$(STAMPS)/apt: Makefile
 	@if dpkg-query -W -f='$${Status}\n' $(APT_PKGS) 2>/dev/null | grep -qv 'install ok installed' \
 	    || ! dpkg-query -W $(APT_PKGS) >/dev/null 2>&1; then \
 	  echo ">> installing QIIME 2 2022.11 from Debian packages"; \
@@ -58,6 +59,14 @@ $(STAMPS)/planemo: $(STAMPS)/apt
 	$(VENV)/planemo/bin/python -m pip install -q "planemo==0.75.47" \
 	  "galaxy-tool-util==26.1.2" "ct3==3.4.0.post5"
 	touch $@
+
+# benchmarks against classify-sklearn, vsearch, BLAST (issue 5): --full writes
+# docs/benchmarks.md (hours on CPU); --quick is the < 15 min smoke run
+bench: install
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.run --full
+
+bench-quick: install
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.run --quick
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
