@@ -49,12 +49,16 @@ def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 
 
-def _open_text(path):
+def _open_text(path, encoding: str = "ascii"):
+    """Text handle on a plain or gzipped file. FASTA is read as ASCII with
+    replacement, so a stray non-ASCII byte becomes an invalid character that
+    :func:`clean_sequence` reports with its record; taxonomies are UTF-8
+    (taxon names such as Elsinoë)."""
     path = os.fspath(path)
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="ascii",
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=encoding,
                                 errors="replace")
-    return open(path, "r", encoding="ascii", errors="replace")
+    return open(path, "r", encoding=encoding, errors="replace")
 
 
 def read_fasta(path) -> Iterator[Tuple[str, str]]:
@@ -91,7 +95,7 @@ def read_fasta(path) -> Iterator[Tuple[str, str]]:
 def read_taxonomy(path) -> dict:
     """``{feature id: lineage}`` from a (gzipped) QIIME taxonomy TSV
     (header line, then ``id<TAB>taxon[<TAB>...]``)."""
-    with _open_text(path) as fh:
+    with _open_text(path, encoding="utf-8") as fh:
         next(fh, None)
         rows = (line.rstrip("\n").split("\t") for line in fh)
         return {r[0]: r[1] for r in rows if len(r) >= 2}

@@ -122,3 +122,15 @@ def test_read_taxonomy_plain_and_gzipped(tmp_path):
     assert read_taxonomy(p) == {"r1": "k__F;p__A", "r2": "k__F;p__B"}
     tax = read_taxonomy(data_path("its_full_cbs_yeasts.taxonomy.tsv.gz"))
     assert len(tax) == 3692 and tax["KY106088"].endswith("Zygotorulaspora_mrakii")
+
+
+def test_read_taxonomy_keeps_non_ascii_names(tmp_path):
+    import gzip
+    from q2_barcodemamba.core.data import read_taxonomy
+    text = "Feature ID\tTaxon\nr1\tk__Fungi;g__Elsinoë;s__Elsinoë_ampelina\n"
+    (tmp_path / "t.tsv").write_text(text, encoding="utf-8")
+    with gzip.open(tmp_path / "t.tsv.gz", "wt", encoding="utf-8") as fh:
+        fh.write(text)
+    for name in ("t.tsv", "t.tsv.gz"):
+        tax = read_taxonomy(str(tmp_path / name))
+        assert tax == {"r1": "k__Fungi;g__Elsinoë;s__Elsinoë_ampelina"}
