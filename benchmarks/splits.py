@@ -19,7 +19,6 @@ species (not ``*_sp``). Any query whose sequence, or its reverse complement,
 also occurs in the reference (e.g. one sequence filed under two species) is
 dropped and counted; :func:`check_split` then verifies the files on disk.
 """
-import gzip
 import hashlib
 import json
 import os
@@ -29,8 +28,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from q2_barcodemamba.core.data import (clean_sequence, read_fasta,
-                                       reverse_complement)
+from q2_barcodemamba.core.data import (  # noqa: F401 (read_taxonomy re-exported)
+    clean_sequence, read_fasta, read_taxonomy, reverse_complement)
 from q2_barcodemamba.core.split import haplotype_clusters
 from q2_barcodemamba.core.taxonomy import is_unknown, parse_taxonomy
 
@@ -39,16 +38,6 @@ CATEGORIES = ("seen", "unseen_species", "unseen_genus")
 PARTS = ("test", "val")
 SPLIT_FILES = ("reference.fasta", "reference-taxonomy.tsv", "test.fasta",
                "test-truth.tsv", "val.fasta", "val-truth.tsv", "split.json")
-
-
-def read_taxonomy(path: str) -> Dict[str, str]:
-    """{id: taxon} from a (gzipped) QIIME taxonomy TSV with a header line,
-    decoded as UTF-8 (its2_cbs has names such as 'Elsinoë')."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        next(fh, None)
-        rows = (line.rstrip("\n").split("\t") for line in fh)
-        return {r[0]: r[1] for r in rows if len(r) >= 2}
 
 
 def load_dataset(fasta: str, taxonomy: str):

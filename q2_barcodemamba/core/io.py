@@ -64,18 +64,24 @@ def write_classifier_files(clf: TaxonomicClassifier, path: str) -> None:
                         "package_version": __version__})
 
 
-def save_classifier(clf: TaxonomicClassifier, path: str) -> None:
-    """Atomically create directory ``path`` holding the classifier."""
+def _save_atomically(write, obj, path: str) -> None:
+    """Create directory ``path`` by ``write(obj, tmp)`` into a temporary
+    sibling that is renamed into place: an interrupted save leaves nothing."""
     path = os.path.abspath(path)
     if os.path.exists(path):
         raise FileExistsError(f"{path} already exists; choose a new path.")
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
     try:
-        write_classifier_files(clf, tmp)
+        write(obj, tmp)
         os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_classifier(clf: TaxonomicClassifier, path: str) -> None:
+    """Atomically create directory ``path`` holding the classifier."""
+    _save_atomically(write_classifier_files, clf, path)
 
 
 def _read_json(path: str, name: str, writer: str) -> dict:
@@ -206,16 +212,7 @@ def write_backbone_files(bb, path: str) -> None:
 
 def save_backbone(bb, path: str) -> None:
     """Atomically create directory ``path`` holding the backbone."""
-    path = os.path.abspath(path)
-    if os.path.exists(path):
-        raise FileExistsError(f"{path} already exists; choose a new path.")
-    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        write_backbone_files(bb, tmp)
-        os.rename(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _save_atomically(write_backbone_files, bb, path)
 
 
 def load_backbone(path: str):
