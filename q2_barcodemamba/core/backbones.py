@@ -6,7 +6,6 @@ by :func:`.pretrain.pretrain` on the 116,890 unlabelled ITS sequences of
 command, time and loss curve). ``fit-classifier`` starts from it by default.
 """
 import os
-from typing import Optional
 
 SHIPPED_NAME = "backbone-tiny"
 SHIPPED_PRESET = "tiny"
@@ -32,8 +31,3 @@ def shipped_backbone(preset_name: str = SHIPPED_PRESET):
     bb.info.setdefault("name", f"shipped:{SHIPPED_NAME}")
     return bb
 
-
-def describe(bb) -> Optional[str]:
-    if bb is None:
-        return None
-    return bb.info.get("name", "custom")

@@ -14,7 +14,6 @@ which makes the update identical to the single-process one (up to floating
 point summation order). Only rank 0 writes files and prints progress.
 """
 import os
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
@@ -76,11 +75,6 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
     ids = [device.index] if device.type == "cuda" else None
     return DDP(model, device_ids=ids)
-
-
-def no_sync(model):
-    """Context that skips gradient sync (for gradient accumulation)."""
-    return model.no_sync() if hasattr(model, "no_sync") else nullcontext()
 
 
 def barrier() -> None:
