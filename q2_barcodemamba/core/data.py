@@ -153,6 +153,60 @@ def _kmer_codes(seq: str, k: int) -> np.ndarray:
     return (win[ok].astype(np.int64) * weights).sum(axis=1)
 
 
+def _base_chunks(seqs: Iterable[str], max_bases: int = 1 << 20
+                 ) -> Iterator[List[str]]:
+    """Consecutive groups of reads of about ``max_bases`` bases in all, so
+    the batched k-mer arrays stay a few tens of MiB."""
+    chunk, n = [], 0
+    for s in seqs:
+        chunk.append(s)
+        n += len(s)
+        if n >= max_bases:
+            yield chunk
+            chunk, n = [], 0
+    if chunk:
+        yield chunk
+
+
+def _batch_kmer_codes(seqs: Sequence[str], k: int
+                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-mer codes at every position of the concatenated ``seqs``.
+
+    Returns (codes (P,), valid (P,), read starts (n + 1,)): with A, C, G,
+    T = 0..3 the code of the k-mer at p is sum_j a[p + j] 4**(k-1-j);
+    ``valid`` is False for windows that contain N or cross from one read
+    into the next. Read i's own windows are positions starts[i] ..
+    starts[i + 1] - k.
+    """
+    starts = np.zeros(len(seqs) + 1, dtype=np.int64)
+    np.cumsum([len(s) for s in seqs], out=starts[1:])
+    a = _CODE[np.frombuffer("".join(seqs).encode("ascii"), dtype=np.uint8)]
+    n_pos = max(len(a) - k + 1, 0)
+    valid = np.ones(n_pos, dtype=bool)
+    cross = (starts[1:, None] - np.arange(1, k)).ravel()   # end-1 .. end-k+1
+    valid[cross[(cross >= 0) & (cross < n_pos)]] = False
+    n_at = np.flatnonzero(a == 255)
+    if n_at.size:
+        hit = (n_at[:, None] - np.arange(k)).ravel()       # windows over N
+        valid[hit[(hit >= 0) & (hit < n_pos)]] = False
+        a = np.where(a == 255, 0, a)
+    base = a.astype(np.uint32)
+    codes = base[:n_pos].copy()
+    for j in range(1, k):
+        codes <<= 2
+        codes += base[j:j + n_pos]
+    return codes, valid, starts
+
+
+def _reverse_complement_codes(k: int) -> np.ndarray:
+    """Code of the reverse complement of every k-mer code (4**k table)."""
+    codes = np.arange(4 ** k, dtype=np.int64)
+    rc = np.zeros_like(codes)
+    for j in range(k):        # base j from the right becomes base j from
+        rc = rc * 4 + (3 - ((codes >> (2 * j)) & 3))   # the left, complemented
+    return rc
+
+
 class KmerOrienter:
     """Decide read orientation from k-mers shared with the reference.
 
@@ -169,12 +223,14 @@ class KmerOrienter:
                              f" and dtype {bits.dtype}; expected "
                              f"({4 ** k // 8},) uint8 for k={k}.")
         self.bits, self.k = bits, k
+        self._vote = None        # per-k-mer vote table, built on first use
 
     @classmethod
     def fit(cls, seqs: Iterable[str], k: int = 10) -> "KmerOrienter":
         present = np.zeros(4 ** k, dtype=bool)
-        for s in seqs:
-            present[_kmer_codes(s, k)] = True
+        for chunk in _base_chunks(seqs):
+            codes, valid, _ = _batch_kmer_codes(chunk, k)
+            present[codes[valid]] = True
         return cls(np.packbits(present), k)
 
     def shared_fraction(self, seq: str) -> float:
@@ -185,8 +241,36 @@ class KmerOrienter:
         return float(hit.mean())
 
     def is_reverse(self, seq: str) -> bool:
-        return (self.shared_fraction(reverse_complement(seq))
-                > self.shared_fraction(seq))
+        return bool(self.reverse_mask([seq])[0])
+
+    def reverse_mask(self, seqs: Sequence[str]) -> np.ndarray:
+        """Boolean per read: its reverse complement shares more k-mers with
+        the reference than the read as given.
+
+        Vectorised over the batch: k-mer codes are computed at once on the
+        concatenated reads, and a 4**k table gives each k-mer's vote,
+        hit(reverse complement) - hit(itself), so no reversed strings are
+        built; the votes are summed per read. Same decisions as comparing
+        :meth:`shared_fraction` of the read and of its reverse complement.
+        """
+        if self._vote is None:
+            hit = np.unpackbits(self.bits).astype(np.int8)
+            self._vote = hit[_reverse_complement_codes(self.k)] - hit
+        out = np.zeros(len(seqs), dtype=bool)
+        done = 0
+        for chunk in _base_chunks(seqs):
+            codes, valid, starts = _batch_kmer_codes(chunk, self.k)
+            votes = np.where(valid, self._vote[codes], 0)
+            csum = np.zeros(len(votes) + 1, dtype=np.int32)
+            np.cumsum(votes, out=csum[1:])
+            # read i sums windows starts[i] .. starts[i+1] - k (none if
+            # shorter than k)
+            last = np.maximum(starts[1:] - self.k + 1, starts[:-1])
+            out[done:done + len(chunk)] = (csum[np.minimum(last, len(votes))]
+                                           - csum[starts[:-1].clip(
+                                               max=len(votes))]) > 0
+            done += len(chunk)
+        return out
 
 
 def orient(seqs: Sequence[str], mode: str,
@@ -201,5 +285,5 @@ def orient(seqs: Sequence[str], mode: str,
                          f"'reverse-complement', not {mode!r}.")
     if orienter is None:
         return list(seqs)
-    return [reverse_complement(s) if orienter.is_reverse(s) else s
-            for s in seqs]
+    flip = orienter.reverse_mask(seqs)
+    return [reverse_complement(s) if f else s for s, f in zip(seqs, flip)]

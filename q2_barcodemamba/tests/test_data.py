@@ -134,3 +134,34 @@ def test_read_taxonomy_keeps_non_ascii_names(tmp_path):
     for name in ("t.tsv", "t.tsv.gz"):
         tax = read_taxonomy(str(tmp_path / name))
         assert tax == {"r1": "k__Fungi;g__Elsinoë;s__Elsinoë_ampelina"}
+
+
+def test_batched_orientation_equals_per_read_kmer_counts():
+    """The vectorised reverse_mask decides exactly as comparing the shared
+    k-mer fractions of each read and of its reverse complement, including
+    reads with N, reads shorter than k and empty reads, across chunk
+    boundaries."""
+    _, seqs, _ = yeasts()
+    clean = [clean_sequence(s, str(i)) for i, s in enumerate(seqs)]
+    orienter = KmerOrienter.fit(clean[:1500])
+    rng = np.random.RandomState(1)
+    queries = []
+    for i, s in enumerate(clean[1500:1900]):
+        s = list(s if i % 3 else reverse_complement(s))
+        for pos in rng.randint(0, len(s), size=i % 7):   # sprinkle N
+            s[pos] = "N"
+        queries.append("".join(s[:rng.randint(3, len(s) + 1)]))
+    queries += ["", "ACGT", "N" * 30, "ACGTACGTAC"]
+    expected = np.array([
+        orienter.shared_fraction(reverse_complement(q))
+        > orienter.shared_fraction(q) for q in queries])
+    assert expected.sum() > 100                  # both kinds present
+    assert (orienter.reverse_mask(queries) == expected).all()
+    from q2_barcodemamba.core import data as data_mod
+    chunks = list(data_mod._base_chunks(queries, max_bases=5000))
+    assert len(chunks) > 10 and sum(chunks, []) == queries
+    # the table built in batches equals the per-read k-mer codes
+    present = np.zeros(4 ** 10, dtype=bool)
+    for s in clean[:1500]:
+        present[data_mod._kmer_codes(s, 10)] = True
+    assert (np.packbits(present) == orienter.bits).all()
