@@ -14,8 +14,8 @@ import torch
 
 from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig, \
     preset
-from .data import (KmerOrienter, batched, clean_sequence, length_batches,
-                   orient)
+from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
+                   length_batches, orient)
 from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
                         truncate, UNASSIGNED)
 from .split import grouped_split
@@ -281,14 +281,10 @@ class TaxonomicClassifier:
         set_threads(n_threads)
         self.net.to(dev).eval()
         l2c = torch.as_tensor(self.labels.leaf_to_class)
-        n_done, t0, seen_ids = 0, time.time(), set()
+        n_done, t0, seen_ids = 0, time.time(), SeenIds()
         for chunk in batched(records, chunk_size):
             ids = [rid for rid, _ in chunk]
-            for rid in ids:
-                if rid in seen_ids:
-                    raise ValueError(f"Read id {rid!r} occurs more than once;"
-                                     " ids must be unique.")
-                seen_ids.add(rid)
+            seen_ids.add(ids)
             seqs = [clean_sequence(s, rid) for rid, s in chunk]
             ok = [i for i, s in enumerate(seqs) if len(s) >= MIN_READ_LENGTH]
             good = orient([seqs[i] for i in ok], read_orientation,

@@ -75,6 +75,10 @@ def test_classify_rejects_invalid_characters_and_duplicate_ids():
     with pytest.raises(ValueError, match="'x' occurs more than once"):
         list(clf.predict([("x", "ACGT" * 10), ("x", "ACGT" * 10)],
                          progress=lambda m: None))
+    # a duplicate in a later chunk than the first occurrence
+    recs = [(f"r{i}", "ACGT" * 10) for i in range(5)] + [("r1", "ACGT" * 10)]
+    with pytest.raises(ValueError, match="'r1' occurs more than once"):
+        list(clf.predict(recs, chunk_size=2, progress=lambda m: None))
 
 
 @pytest.mark.parametrize("mutate,message", [

@@ -165,3 +165,18 @@ def test_batched_orientation_equals_per_read_kmer_counts():
     for s in clean[:1500]:
         present[data_mod._kmer_codes(s, 10)] = True
     assert (np.packbits(present) == orienter.bits).all()
+
+
+def test_seen_ids_finds_duplicates_across_chunks_in_bounded_memory():
+    from q2_barcodemamba.core.data import SeenIds
+    seen = SeenIds()
+    ids = [f"read{i}" for i in range(100_000)]
+    for start in range(0, len(ids), 8192):         # no false alarms
+        seen.add(ids[start:start + 8192])
+    assert len(seen) == 100_000
+    assert seen._sorted.nbytes == 8 * 100_000     # 8 bytes per id
+    assert (np.diff(seen._sorted) > 0).all()
+    with pytest.raises(ValueError, match="'read77' occurs more than once"):
+        seen.add(["new1", "read77"])               # seen in an old chunk
+    with pytest.raises(ValueError, match="'dup' occurs more than once"):
+        SeenIds().add(["dup", "x", "dup"])         # within one chunk
