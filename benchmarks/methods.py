@@ -102,7 +102,7 @@ def method_list(presets: List[str], epochs: Optional[int],
 def run_method(m: Method, ds_dir: str, run: Runner, evaluate) -> dict:
     """Fit (if the method has a fit step), classify one read and the test
     queries, score them; result.json in the method's directory makes a
-    later run skip all of it (resumable)."""
+    later run skip all of it (resumable), fit.json the fit alone."""
     d = f"methods/{m.name}"
     steps = ([("fit", m.fit(d))] if m.fit is not None else []) + [
         ("one_read", m.classify("qza/one.qza", f"{d}/one.qza", d)),
@@ -119,8 +119,21 @@ def run_method(m: Method, ds_dir: str, run: Runner, evaluate) -> dict:
         return res
     os.makedirs(os.path.join(ds_dir, d), exist_ok=True)
     res = {"method": m.name, "label": m.label, "threads": m.threads}
+    fit_json = os.path.join(ds_dir, d, "fit.json")
     for key, args in steps:
+        if key == "fit" and os.path.exists(fit_json):
+            # a fitted model outlives a change of the classify step
+            with open(fit_json) as fh:
+                done = json.load(fh)
+            if done["command"] == command_line(args) and os.path.exists(
+                    os.path.join(ds_dir, d, "classifier.qza")):
+                res[key] = done["stats"]
+                continue
         res[key] = run(*args)
+        if key == "fit":
+            with open(fit_json, "w") as fh:
+                json.dump({"command": command_line(args),
+                           "stats": res[key]}, fh, indent=1)
     res["commands"] = commands
     calls = read_classification(os.path.join(ds_dir, d, "test.qza"))
     with open(os.path.join(ds_dir, d, "test-classification.tsv"), "w",

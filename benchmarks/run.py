@@ -6,7 +6,9 @@
 Builds evaluation splits (seen species / unseen species / unseen genera;
 test and validation queries) from real ITS data, runs every method through
 the QIIME 2 CLI on the same reference and queries, scores them, measures
-calibration, throughput and scaling, and writes a Markdown report with
+calibration, throughput and scaling, probes a nearest-neighbour component
+over barcodemamba's embeddings (benchmarks/knn_probe.py), and writes a
+Markdown report with
 PNG plots (``--full``: docs/benchmarks.md and docs/images/bench-*.png;
 ``--quick``: into the output directory). Results of finished steps are kept
 in the output directory and skipped when the command is run again, so an
@@ -27,7 +29,7 @@ import time
 
 from q2_barcodemamba.core.data import read_fasta
 
-from . import metrics, report
+from . import knn_probe, metrics, report
 from .calibration import (barcodemamba_rank_calls, best_threshold,
                           naive_bayes_rank_calls)
 from .methods import method_list, run_method
@@ -52,13 +54,16 @@ MODES = {
         "datasets": {"its_full_cbs_yeasts": _sizes((60, 35, 30),
                                                    (30, 20, 15))},
         "epochs": 1, "scaling": [1000, 10000], "sweep_reads": 300,
-        "batch_sizes": [16, 256], "threads": [1, 2]},
+        "batch_sizes": [16, 256, "auto"], "threads": [1, 2]},
     "full": {
         "datasets": {"its_full_cbs_yeasts": _sizes((150, 100, 80),
                                                    (70, 50, 40)),
                      "its2_cbs": _sizes((600, 300, 200), (300, 150, 100))},
+        # ITS2 reads (~180 bp) for the 1k..1M scaling: 1M full-ITS reads
+        # would take ~1.5 h on 2 cores; time per base is in the sweep
+        "scaling_dataset": "its2_cbs",
         "epochs": None, "scaling": [1000, 10000, 100000, 1000000],
-        "sweep_reads": 4000, "batch_sizes": [16, 64, 256, 1024],
+        "sweep_reads": 4000, "batch_sizes": [16, 64, 256, 1024, "auto"],
         "threads": sorted({1, 2, N_CPUS})},
 }
 PER_TAXON = {"seen": 2, "unseen_species": 2, "unseen_genus": 3}
@@ -178,8 +183,15 @@ def run_dataset(name, sizes, files, args, qiime, seed):
     t = time.time()
     cal = calibrate(ds_dir, cal_methods, prefixes)
     print(f"[{name}] calibration ({time.time() - t:.0f} s)", flush=True)
-    return {"split": split, "methods": results, "calibration": cal,
-            "data": {"fasta": fasta, "taxonomy": tax}}
+    out = {"split": split, "methods": results, "calibration": cal,
+           "data": {"fasta": fasta, "taxonomy": tax}}
+    if "barcodemamba" in results:
+        t = time.time()
+        out["knn_probe"] = knn_probe.probe(
+            ds_dir, progress=lambda m: print(m, flush=True))
+        print(f"[{name}] nearest-neighbour probe ({time.time() - t:.0f} s)",
+              flush=True)
+    return out
 
 
 def parse_args(argv=None):
@@ -238,25 +250,32 @@ def main(argv=None):
         results["datasets"][name] = run_dataset(name, sizes, files[name],
                                                 args, qiime, args.seed)
     first = next(iter(cfg["datasets"]))
-    ds = results["datasets"][first]
+    results["sweeps"] = {}
+    for name, ds in results["datasets"].items():
+        if "barcodemamba" not in ds["methods"]:
+            continue
+        ds_dir = os.path.join(args.out, name)
+        t = time.time()
+        results["sweeps"][name] = sweep(
+            os.path.join(ds_dir, "methods", "barcodemamba", "classifier.qza"),
+            [os.path.join(ds_dir, "split", f"{p}.fasta")
+             for p in ("test", "val")], cfg["sweep_reads"],
+            cfg["batch_sizes"], cfg["threads"],
+            os.path.join(ds_dir, "sweep.json"), args.seed)
+        print(f"[{name}] sweep ({time.time() - t:.0f} s)", flush=True)
+    name = cfg.get("scaling_dataset", first)
+    ds = results["datasets"][name]
     if "barcodemamba" in ds["methods"]:
-        ds_dir = os.path.join(args.out, first)
-        clf = os.path.join(first, "methods", "barcodemamba",
-                           "classifier.qza")
+        ds_dir = os.path.join(args.out, name)
+        clf = os.path.join(name, "methods", "barcodemamba", "classifier.qza")
         queries = [os.path.join(ds_dir, "split", f"{p}.fasta")
                    for p in ("test", "val")]
         t = time.time()
-        results["sweep"] = sweep(
-            os.path.join(args.out, clf), queries, cfg["sweep_reads"],
-            cfg["batch_sizes"], cfg["threads"],
-            os.path.join(ds_dir, "sweep.json"), args.seed)
-        print(f"sweep ({time.time() - t:.0f} s)", flush=True)
-        t = time.time()
         startup = ds["methods"]["barcodemamba"]["startup_seconds"]
         log = []
-        rows = scaling(Runner(qiime, args.out, log), "scaling", clf,
+        rows = scaling(Runner(qiime, args.out, log), f"scaling-{name}", clf,
                        queries, cfg["scaling"], startup, args.seed)
-        results["scaling"] = {"dataset": first, "rows": rows,
+        results["scaling"] = {"dataset": name, "rows": rows,
                               "commands": log[:2]}
         print(f"scaling ({time.time() - t:.0f} s)", flush=True)
     results["wall_seconds"] = time.time() - t0

@@ -24,14 +24,16 @@ def sample_reads(fasta_paths: Sequence[str], n: int, seed: int):
 
 
 def sweep(classifier_qza: str, fasta_paths: Sequence[str], n_reads: int,
-          batch_sizes: List[int], threads: List[int], out_json: str,
+          batch_sizes: list, threads: List[int], out_json: str,
           seed: int = 0) -> dict:
-    """reads/s for each (threads, batch size); cached in ``out_json``."""
+    """reads/s for each (threads, batch size); a batch size may be "auto"
+    (classify's default). Cached in ``out_json``."""
     stamp = os.path.getmtime(classifier_qza)
     if os.path.exists(out_json):
         with open(out_json) as fh:
             res = json.load(fh)
-        if res.get("classifier_mtime") == stamp:
+        if res.get("classifier_mtime") == stamp and \
+                res.get("batch_sizes") == list(batch_sizes):
             return res
     import qiime2
     import torch
@@ -57,7 +59,8 @@ def sweep(classifier_qza: str, fasta_paths: Sequence[str], n_reads: int,
                       "reads/s", flush=True)
     finally:
         torch.set_num_threads(old_threads)
-    res = {"n_reads": n_reads, "rows": rows, "classifier_mtime": stamp}
+    res = {"n_reads": n_reads, "rows": rows, "classifier_mtime": stamp,
+           "batch_sizes": list(batch_sizes)}
     with open(out_json, "w") as fh:
         json.dump(res, fh, indent=1)
     return res

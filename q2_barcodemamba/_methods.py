@@ -72,7 +72,7 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
 
 def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
              confidence: object = "auto", read_orientation: str = "auto",
-             batch_size: int = 256, device: str = "auto",
+             batch_size: object = "auto", device: str = "auto",
              n_threads: int = 0) -> TSVTaxonomyFormat:
     threshold = (None if confidence == "disable" else confidence
                  if confidence == "auto" else float(confidence))

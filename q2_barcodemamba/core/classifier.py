@@ -15,7 +15,7 @@ import torch
 from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig, \
     preset
 from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
-                   length_batches, orient)
+                   length_batches, orient, token_batches)
 from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
                         truncate, UNASSIGNED)
 from .split import grouped_split
@@ -77,6 +77,28 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
     unknown = np.cumsum(out < 0, axis=1) > 0
     out[unknown] = -1
     return out
+
+
+# classify's batch_size "auto": the fastest measured. On a CPU batches are
+# capped by padded tokens, not reads: the chunked scan's intermediates grow
+# with batch x length and outgrow the caches (2 threads, reads/s by reads
+# per batch: full ITS, ~200 tokens: 32: 366, 64: 411, 128: 403, 256: 228;
+# ITS2, ~60 tokens: 64: 713, 128: 848, 256: 786). On a GPU 1024 reads per
+# batch were fastest end to end (docs/gpu.md).
+CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 12288, 256, 1024
+
+
+def classify_batch_size(batch_size, device: torch.device) -> int:
+    """``"auto"`` (or None) -> 0 on a CPU (batches capped at
+    :data:`CPU_BATCH_TOKENS` padded tokens) or :data:`GPU_BATCH` reads on a
+    GPU; else a positive int, reads per batch."""
+    if batch_size in ("auto", None):
+        return 0 if device.type == "cpu" else GPU_BATCH
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer or 'auto', "
+                         f"not {batch_size!r}.")
+    return batch_size
 
 
 class TaxonomicClassifier:
@@ -220,8 +242,12 @@ class TaxonomicClassifier:
         """
         tokens = self.tokenizer.encode(seqs, self.train_config.max_length)
         temp = self.calibration["temperature"]
-        batch_size = min(batch_size, self._oom_batch_size or batch_size)
-        pending = length_batches([len(t) for t in tokens], batch_size)
+        lengths = [len(t) for t in tokens]
+        if batch_size == 0:                   # "auto" on a CPU
+            pending = token_batches(lengths, CPU_BATCH_TOKENS, CPU_MAX_BATCH)
+        else:
+            batch_size = min(batch_size, self._oom_batch_size or batch_size)
+            pending = length_batches(lengths, batch_size)
         while pending:
             b = pending.pop(0)
             try:
@@ -242,12 +268,13 @@ class TaxonomicClassifier:
                 continue
             yield b, probs
 
-    def predict_proba(self, seqs: Sequence[str], batch_size: int = 256,
+    def predict_proba(self, seqs: Sequence[str], batch_size="auto",
                       device: str = "auto") -> np.ndarray:
         """Leaf probabilities (n, n_leaves) for cleaned, oriented reads;
         column j is the lineage ``labels.leaves[j]``."""
         self._check_fitted()
         dev = resolve_device(device)
+        batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
         seqs = list(seqs)
         out = np.empty((len(seqs), len(self.labels.leaves)), dtype=np.float32)
@@ -257,7 +284,7 @@ class TaxonomicClassifier:
 
     def predict(self, records: Iterable[Tuple[str, str]],
                 confidence="auto",
-                read_orientation: str = "auto", batch_size: int = 256,
+                read_orientation: str = "auto", batch_size="auto",
                 device: str = "auto", n_threads: int = 0,
                 chunk_size: int = 8192, progress=log
                 ) -> Iterator[Tuple[str, str, float]]:
@@ -278,6 +305,7 @@ class TaxonomicClassifier:
             raise ValueError(f"confidence must be in [0, 1] or disabled, "
                              f"not {confidence}.")
         dev = resolve_device(device)
+        batch_size = classify_batch_size(batch_size, dev)
         set_threads(n_threads)
         self.net.to(dev).eval()
         l2c = torch.as_tensor(self.labels.leaf_to_class)

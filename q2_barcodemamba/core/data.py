@@ -178,6 +178,24 @@ def length_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
+def token_batches(lengths: Sequence[int], max_tokens: int,
+                  max_batch: int) -> List[List[int]]:
+    """Length-sorted batches holding at most ``max_tokens`` padded tokens
+    (batch size x longest read) and ``max_batch`` reads; a read longer than
+    ``max_tokens`` gets a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur = [], []
+    for i in order:          # ascending, so the newest read is the longest
+        if cur and (len(cur) == max_batch
+                    or (len(cur) + 1) * lengths[i] > max_tokens):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 _CODE = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate("ACGT"):
     _CODE[ord(_c)] = _i

@@ -176,17 +176,35 @@ class TestBenchmarksQuick(unittest.TestCase):
                     self.assertTrue(0.0 <= v <= 100.0, v)
                 self.assertTrue(0.0 <= c["best_val_threshold"] <= 1.0)
 
+    def test_nearest_neighbour_probe(self):
+        probe = self.ds["knn_probe"]
+        # the grid: network alone once, then every alpha > 0 x k x tau
+        self.assertEqual(len(probe["rows"]), 1 + 4 * 3 * 3)
+        self.assertEqual(probe["network_only"]["alpha"], 0.0)
+        self.assertEqual(probe["knn_only"]["alpha"], 1.0)
+        self.assertTrue(0 < probe["mixed"]["alpha"] < 1)
+        for row in probe["rows"]:
+            for v in list(row["test"].values()) + [row["val_right_call"]]:
+                self.assertTrue(0.0 <= v <= 100.0, row)
+        # chosen on validation: no variant beats the choice there
+        best = max(r["val_right_call"] for r in probe["rows"]
+                   if 0 < r["alpha"] < 1)
+        self.assertEqual(probe["mixed"]["val_right_call"], best)
+
     def test_scaling_sweep_and_report(self):
         rows = self.results["scaling"]["rows"]
         self.assertEqual([r["reads"] for r in rows], [1000, 10000])
         for r in rows:
             self.assertGreater(r["seconds"], 0)
             self.assertGreater(r["peak_rss_mib"], 0)
-        self.assertTrue(self.results["sweep"]["rows"])
+        rows = self.results["sweeps"]["its_full_cbs_yeasts"]["rows"]
+        self.assertEqual({r["batch_size"] for r in rows}, {16, 256, "auto"})
+        self.assertTrue(all(r["reads_per_second"] > 0 for r in rows))
         with open(os.path.join(self.out, "benchmarks.md"),
                   encoding="utf-8") as fh:
             md = fh.read()
-        for name in ("NB classify-sklearn", "vsearch top hit",
+        for name in ("## Headline", "nearest neighbours over the embeddings",
+                     "NB classify-sklearn", "vsearch top hit",
                      "BLAST consensus", "barcodemamba (default preset)"):
             self.assertIn(name, md)
         for png in ("rank-accuracy", "threshold", "throughput", "scaling"):

@@ -125,3 +125,24 @@ def test_auto_confidence_uses_calibrated_threshold():
     assert auto == fixed
     with pytest.raises(ValueError, match="confidence must be in"):
         list(clf.predict(recs, confidence=1.5, progress=lambda m: None))
+
+
+def test_classify_batch_size_auto_and_validation():
+    import torch
+    from q2_barcodemamba.core.classifier import (GPU_BATCH,
+                                                 classify_batch_size)
+    assert classify_batch_size("auto", torch.device("cpu")) == 0
+    assert classify_batch_size(None, torch.device("cuda")) == GPU_BATCH
+    assert classify_batch_size(7, torch.device("cpu")) == 7
+    for bad in (0, -3, 2.5, "big", True):
+        with pytest.raises(ValueError, match="batch_size must be"):
+            classify_batch_size(bad, torch.device("cpu"))
+    # token-capped CPU batches give the same calls as fixed-size batches
+    clf = tiny_classifier()
+    recs = [(f"r{i}", "ACGTTGCA" * (3 + i % 40)) for i in range(90)]
+    quiet = lambda m: None  # noqa: E731
+    auto = list(clf.predict(recs, batch_size="auto", progress=quiet))
+    fixed = list(clf.predict(recs, batch_size=16, progress=quiet))
+    assert [a[:2] for a in auto] == [f[:2] for f in fixed]
+    assert np.allclose([a[2] for a in auto], [f[2] for f in fixed],
+                       atol=1e-5)

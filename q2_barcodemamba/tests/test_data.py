@@ -180,3 +180,19 @@ def test_seen_ids_finds_duplicates_across_chunks_in_bounded_memory():
         seen.add(["new1", "read77"])               # seen in an old chunk
     with pytest.raises(ValueError, match="'dup' occurs more than once"):
         SeenIds().add(["dup", "x", "dup"])         # within one chunk
+
+
+def test_token_batches_cap_padded_tokens_and_reads():
+    from q2_barcodemamba.core.data import token_batches
+    rng = np.random.RandomState(2)
+    lengths = rng.randint(20, 300, size=1000).tolist() + [5000]
+    batches = token_batches(lengths, max_tokens=4096, max_batch=50)
+    assert sorted(i for b in batches for i in b) == list(range(1001))
+    for b in batches:
+        longest = max(lengths[i] for i in b)
+        assert len(b) <= 50
+        assert len(b) * longest <= 4096 or len(b) == 1
+    assert [len(b) for b in batches if max(lengths[i] for i in b) == 5000] \
+        == [1]                                     # too long: alone
+    # short reads fill batches up to max_batch, long ones get fewer
+    assert len(batches[0]) == 50 and len(batches[-2]) < 20
