@@ -234,7 +234,7 @@ plugin.methods.register_function(
                             "'reverse-complement' skip the check.",
         "batch_size": "Reads per forward pass. Memory grows with it, not "
                       "with the number of reads. 'auto': on a CPU, "
-                      "batches of at most 12,288 padded tokens (64 full-ITS "
+                      "batches of at most 8,192 padded tokens (64 full-ITS "
                       "or ~200 ITS2 reads; larger batches are slower on a "
                       "CPU), on a GPU 1024 reads: the fastest measured.",
         **_shared_descriptions,

@@ -81,11 +81,12 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
 
 # classify's batch_size "auto": the fastest measured. On a CPU batches are
 # capped by padded tokens, not reads: the chunked scan's intermediates grow
-# with batch x length and outgrow the caches (2 threads, reads/s by reads
-# per batch: full ITS, ~200 tokens: 32: 366, 64: 411, 128: 403, 256: 228;
-# ITS2, ~60 tokens: 64: 713, 128: 848, 256: 786). On a GPU 1024 reads per
-# batch were fastest end to end (docs/gpu.md).
-CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 12288, 256, 1024
+# with batch x length and outgrow the caches (benchmarks/run.py sweep, 2
+# threads, reads/s by reads per batch: full ITS, ~128 tokens per read: 16:
+# 412, 64: 439, 256: 271, 1024: 114; ITS2, ~41 tokens: 16: 775, 64: 839,
+# 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
+# 1024 reads per batch were fastest end to end (docs/gpu.md).
+CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
