@@ -117,7 +117,7 @@ def throughput(name: str, ids, seqs, tax, reads, batch_sizes) -> dict:
                       flush=True)
     # network alone (no tokenisation/orientation), largest batch
     tokens = clf.tokenizer.encode(reads[:8192], 512)
-    from q2_barcodemamba.core.train import pad_batch
+    from q2_barcodemamba.core.runtime import pad_batch
     for on in (False, True):
         if on and not kernels.kernels_available():
             continue

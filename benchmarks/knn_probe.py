@@ -33,7 +33,7 @@ from q2_barcodemamba.core.data import clean_sequence, length_batches, \
     orient, read_fasta
 from q2_barcodemamba.core.inference import hierarchical_walk
 from q2_barcodemamba.core.taxonomy import parse_taxonomy
-from q2_barcodemamba.core.train import pad_batch
+from q2_barcodemamba.core.runtime import pad_batch
 
 from . import metrics
 from .splits import read_taxonomy, read_truth

@@ -2,7 +2,7 @@
 from .core.classifier import TaxonomicClassifier
 from .core.io import (load_backbone, load_classifier, write_backbone_files,
                       write_classifier_files)
-from .core.pretrain import PretrainedBackbone
+from .core.backbones import PretrainedBackbone
 from ._formats import BarcodeMambaBackboneDirFmt, BarcodeMambaClassifierDirFmt
 from .plugin_setup import plugin
 

@@ -12,19 +12,20 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig, \
-    preset
+from .config import (DEFAULT_PRESET, FINETUNE_LR, MIN_READ_LENGTH,
+                     SCRATCH_LR, ModelConfig, TrainConfig, preset)
 from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
                    length_batches, orient, token_batches)
-from .inference import (fit_temperature, hierarchical_walk, right_call_curve,
-                        truncate, UNASSIGNED)
+from .heads import targets
+from .inference import (DEFAULT_CONFIDENCE, THRESHOLDS, UNASSIGNED,
+                        fit_temperature, hierarchical_walk, right_call_curve,
+                        truncate)
+from .runtime import configure, log, pad_batch
 from .split import grouped_split
-from .taxonomy import LabelEncoder, parse_taxonomy, warn_conflicts
+from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
+                       warn_conflicts)
 from .tokenizer import DNATokenizer
-from .train import fit_network, log, pad_batch, resolve_device, set_threads
-
-THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
-MIN_READ_LENGTH = 20  # bp; shorter query reads are reported Unassigned
+from .train import fit_network
 
 
 def check_reference(ids: Sequence[str], seqs: Sequence[str],
@@ -61,6 +62,13 @@ def check_reference(ids: Sequence[str], seqs: Sequence[str],
                 "very short reads from the reference.")
         clean.append(c)
     return clean
+
+
+def refit_epochs(history: Sequence[dict]) -> int:
+    """Epochs of the refit on all reads: the best validation epoch (the
+    last one marked ``best``), or every epoch run without validation."""
+    return max([h["epoch"] for h in history if h.get("best")],
+               default=len(history))
 
 
 def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
@@ -111,7 +119,7 @@ class TaxonomicClassifier:
     ``summary`` are set; :func:`.io.save_classifier` writes them.
     """
 
-    def __init__(self, preset_name: str = "tiny",
+    def __init__(self, preset_name: str = DEFAULT_PRESET,
                  model_config: Optional[ModelConfig] = None,
                  train_config: Optional[TrainConfig] = None):
         self.preset_name = preset_name
@@ -130,7 +138,7 @@ class TaxonomicClassifier:
         """Train on reference reads (``ids``, ``seqs``) with lineages
         ``taxonomy`` (id -> ``k__...;s__...`` string).
 
-        ``backbone``: a :class:`.pretrain.PretrainedBackbone` to fine-tune
+        ``backbone``: a :class:`.backbones.PretrainedBackbone` to fine-tune
         (its tokenizer and model size are used); None trains from random
         weights with a tokenizer learnt on the reference.
         """
@@ -142,8 +150,6 @@ class TaxonomicClassifier:
         t_start = time.time()
         seqs = check_reference(ids, seqs, taxonomy, tc.min_length)
         lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
-        n_ranks = len(next(iter(taxonomy.values())).strip().rstrip(";")
-                      .split(";"))
         warn_conflicts(lineages)
         train_idx, val_idx = grouped_split(seqs, lineages,
                                            tc.validation_fraction,
@@ -153,49 +159,24 @@ class TaxonomicClassifier:
                  "haplotypes and species")
         # classes come from all reads, so the refit below can learn the
         # held-out species too; validation targets only know training taxa
-        self.labels = LabelEncoder.fit(lineages, n_ranks)
-        init_state = None
-        if backbone is not None:
-            self.tokenizer = backbone.tokenizer
-            cfg = replace(backbone.model_config)
-            if self.model_config is not None:  # keep e.g. dropout
-                cfg.dropout = self.model_config.dropout
-            self.preset_name = backbone.info.get("preset", "custom")
-            init_state = backbone.classifier_state()
-            self.backbone_info = {
-                k: backbone.info.get(k) for k in
-                ("name", "preset", "n_sequences", "n_train_tokens",
-                 "pretrain_config", "sha256")}
-            progress(f"fine-tuning the pretrained {self.preset_name} "
-                     f"backbone ({backbone.info.get('name', 'custom')}) at "
-                     f"learning rate {tc.learning_rate:g}")
-        else:
-            self.tokenizer = DNATokenizer.train(seqs, tc.vocab_size)
-            cfg = self.model_config or preset(self.preset_name)
-            cfg.vocab_size = self.tokenizer.vocab_size
-            self.backbone_info = None
-        self.model_config = cfg.validate()
+        self.labels = LabelEncoder.fit(
+            lineages, len(split_lineage(taxonomy[ids[0]])))
+        cfg, init_state = self._start(backbone, seqs, progress)
         tokens = self.tokenizer.encode(seqs, tc.max_length)
-        y_rank, y_leaf = self.labels.encode(lineages)
-        y = np.concatenate([y_rank, y_leaf[:, None]], axis=1)  # (n, R + 1)
+        y = targets(self.labels, lineages)                    # (n, R + 1)
         net, history, val_logits = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
             y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress,
             init_state=init_state)
         self.net = net.cpu()
-        self._calibrate(val_logits, known_in(y_rank[val_idx],
-                                             y_rank[train_idx]), progress)
-        best_epoch = max([h["epoch"] for h in history if h.get("best")],
-                         default=len(history))
+        n_ranks = len(self.labels.rank_names)
+        self._calibrate(val_logits, known_in(y[val_idx, :n_ranks],
+                                             y[train_idx, :n_ranks]),
+                        progress)
+        best_epoch = refit_epochs(history)
         if len(val_idx) and tc.refit:
-            progress(f"refitting on all {len(seqs)} reads for {best_epoch} "
-                     "epochs (the best validation epoch)")
-            refit_cfg = replace(tc, epochs=best_epoch)
-            net, refit_history, _ = fit_network(
-                cfg, refit_cfg, self.labels, tokens, y, [], y[:0], progress,
-                init_state=init_state)
-            self.net = net.cpu()
-            history = history + [{**h, "refit": True} for h in refit_history]
+            history = history + self._refit(cfg, tokens, y, best_epoch,
+                                            init_state, progress)
         self.orienter = KmerOrienter.fit(seqs)
         self.summary = {
             "n_reference_reads": len(seqs), "n_train": int(len(train_idx)),
@@ -208,6 +189,46 @@ class TaxonomicClassifier:
             "heads": tc.heads, "backbone": self.backbone_info,
         }
         return self
+
+    def _start(self, backbone, seqs: Sequence[str], progress
+               ) -> Tuple[ModelConfig, Optional[dict]]:
+        """Set the tokenizer, model configuration and backbone record:
+        the backbone's (fine-tuning) or new ones (from scratch). Returns
+        the configuration and the starting weights (None from scratch)."""
+        tc = self.train_config
+        if backbone is None:
+            self.tokenizer = DNATokenizer.train(seqs, tc.vocab_size)
+            cfg = self.model_config or preset(self.preset_name)
+            cfg.vocab_size = self.tokenizer.vocab_size
+            self.backbone_info = None
+            self.model_config = cfg.validate()
+            return cfg, None
+        self.tokenizer = backbone.tokenizer
+        cfg = replace(backbone.model_config)
+        if self.model_config is not None:  # keep e.g. dropout
+            cfg.dropout = self.model_config.dropout
+        self.preset_name = backbone.info.get("preset", "custom")
+        self.backbone_info = {
+            k: backbone.info.get(k) for k in
+            ("name", "preset", "n_sequences", "n_train_tokens",
+             "pretrain_config")}
+        progress(f"fine-tuning the pretrained {self.preset_name} "
+                 f"backbone ({backbone.info.get('name', 'custom')}) at "
+                 f"learning rate {tc.learning_rate:g}")
+        self.model_config = cfg.validate()
+        return cfg, backbone.classifier_state()
+
+    def _refit(self, cfg: ModelConfig, tokens, y: np.ndarray, epochs: int,
+               init_state: Optional[dict], progress) -> List[dict]:
+        """Train a fresh network on all reads for ``epochs`` epochs (no
+        validation); keeps it and returns its history."""
+        progress(f"refitting on all {len(tokens)} reads for {epochs} "
+                 "epochs (the best validation epoch)")
+        net, history, _ = fit_network(
+            cfg, replace(self.train_config, epochs=epochs), self.labels,
+            tokens, y, [], y[:0], progress, init_state=init_state)
+        self.net = net.cpu()
+        return [{**h, "refit": True} for h in history]
 
     def _calibrate(self, val_logits, y_val: np.ndarray, progress) -> None:
         if val_logits is None or len(y_val) == 0:
@@ -225,7 +246,8 @@ class TaxonomicClassifier:
                             "best_confidence": best}
         progress(f"calibration: temperature {temp:.2f}; right-call rate on "
                  f"validation {max(curve):.3f} at confidence {best} "
-                 f"({curve[THRESHOLDS.index(0.7)]:.3f} at 0.7)")
+                 f"({curve[THRESHOLDS.index(DEFAULT_CONFIDENCE)]:.3f} at "
+                 f"{DEFAULT_CONFIDENCE})")
 
     # ---------------------------------------------------------- prediction
     def _check_fitted(self):
@@ -274,7 +296,7 @@ class TaxonomicClassifier:
         """Leaf probabilities (n, n_leaves) for cleaned, oriented reads;
         column j is the lineage ``labels.leaves[j]``."""
         self._check_fitted()
-        dev = resolve_device(device)
+        dev = configure(device)
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
         seqs = list(seqs)
@@ -294,20 +316,21 @@ class TaxonomicClassifier:
         Reads are processed ``chunk_size`` at a time, so memory does not
         grow with the input. ``confidence=None`` disables truncation;
         ``"auto"`` uses the threshold that maximised right calls on the
-        validation split (``calibration["best_confidence"]``, 0.7 if the
-        classifier was trained without validation).
+        validation split (``calibration["best_confidence"]``,
+        ``DEFAULT_CONFIDENCE`` if the classifier was trained without
+        validation).
         Empty reads and reads shorter than MIN_READ_LENGTH bp are
         ``Unassigned`` with confidence 0; invalid characters raise.
         """
         self._check_fitted()
         if confidence == "auto":
-            confidence = self.calibration.get("best_confidence", 0.7)
+            confidence = self.calibration.get("best_confidence",
+                                              DEFAULT_CONFIDENCE)
         if confidence is not None and not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be in [0, 1] or disabled, "
                              f"not {confidence}.")
-        dev = resolve_device(device)
+        dev = configure(device, n_threads)
         batch_size = classify_batch_size(batch_size, dev)
-        set_threads(n_threads)
         self.net.to(dev).eval()
         l2c = torch.as_tensor(self.labels.leaf_to_class)
         n_done, t0, seen_ids = 0, time.time(), SeenIds()

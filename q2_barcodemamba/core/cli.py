@@ -11,29 +11,26 @@ backbone-dir --output-path backbone.qza``. Fine-tune likewise with
 ``fit`` (writes a classifier directory that imports as
 ``BarcodeMambaClassifier``). In one process this is the same code the QIIME
 actions run. Re-running with the same ``--checkpoint-dir`` resumes.
+Defaults are those of :class:`.config.PretrainConfig` and
+:class:`.config.TrainConfig`.
 """
 import argparse
-import hashlib
 import os
 import sys
 
 from . import distributed as ddp
-from .config import PRESETS, TrainConfig
-from .data import read_fasta, read_taxonomy
-from .pretrain import PretrainConfig, pretrain
+from .config import (DEFAULT_PRESET, FINETUNE_LR, PRESETS, SCRATCH_LR,
+                     PretrainConfig, TrainConfig, preset)
+from .data import read_reads, read_taxonomy
+from .heads import HEADS
 
-
-def sha256_of_dir(path: str) -> str:
-    h = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        with open(os.path.join(path, name), "rb") as fh:
-            h.update(name.encode() + b"\0" + fh.read())
-    return h.hexdigest()
+_T, _P = TrainConfig, PretrainConfig
 
 
 def cmd_pretrain(a) -> int:
     from .io import save_backbone
-    recs = list(read_fasta(a.input))
+    from .pretrain import pretrain
+    ids, seqs = read_reads(a.input)
     pc = PretrainConfig(epochs=a.epochs, batch_size=a.batch_size,
                         learning_rate=a.learning_rate,
                         max_length=a.max_length, vocab_size=a.vocab_size,
@@ -43,8 +40,7 @@ def cmd_pretrain(a) -> int:
     if a.tokenizer:
         from .tokenizer import DNATokenizer
         tokenizer = DNATokenizer.from_json(open(a.tokenizer).read())
-    bb = pretrain([r for r, _ in recs], [s for _, s in recs], a.preset,
-                  config=pc, tokenizer=tokenizer,
+    bb = pretrain(ids, seqs, a.preset, config=pc, tokenizer=tokenizer,
                   checkpoint_dir=a.checkpoint_dir)
     if ddp.is_main():
         bb.info["name"] = a.name or os.path.basename(os.path.abspath(a.output))
@@ -55,10 +51,10 @@ def cmd_pretrain(a) -> int:
 
 
 def cmd_fit(a) -> int:
+    from .backbones import choose_backbone
     from .classifier import TaxonomicClassifier
     from .io import load_backbone, save_classifier
-    from .backbones import shipped_backbone
-    recs = list(read_fasta(a.reads))
+    ids, seqs = read_reads(a.reads)
     tax = read_taxonomy(a.taxonomy)
     tc = TrainConfig(epochs=a.epochs, batch_size=a.batch_size,
                      learning_rate=a.learning_rate, heads=a.heads,
@@ -67,14 +63,11 @@ def cmd_fit(a) -> int:
                      random_seed=a.random_seed, device=a.device,
                      n_threads=a.n_threads, refit=not a.no_refit,
                      validation_fraction=a.validation_fraction)
-    bb = (load_backbone(a.backbone) if a.backbone else
-          None if a.no_pretrained else shipped_backbone(a.preset))
-    mc = None
-    if a.dropout is not None:
-        from .config import preset
-        mc = preset(a.preset, dropout=a.dropout)
+    bb = choose_backbone(load_backbone(a.backbone) if a.backbone else None,
+                         a.preset, not a.no_pretrained)
+    mc = None if a.dropout is None else preset(a.preset, dropout=a.dropout)
     clf = TaxonomicClassifier(a.preset, model_config=mc, train_config=tc)
-    clf.fit([r for r, _ in recs], [s for _, s in recs], tax, backbone=bb)
+    clf.fit(ids, seqs, tax, backbone=bb)
     if ddp.is_main():
         save_classifier(clf, a.output)
         print(f"wrote {a.output}", file=sys.stderr)
@@ -92,32 +85,36 @@ def cmd_export(a) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _common(ap: argparse.ArgumentParser, cfg) -> None:
+    """Options of both training commands, with the defaults of ``cfg``
+    (argparse shares a parent parser's action objects, so per-command
+    defaults are set per command)."""
+    ap.add_argument("--preset", default=DEFAULT_PRESET,
+                    choices=sorted(PRESETS))
+    ap.add_argument("--random-seed", type=int, default=cfg.random_seed)
+    ap.add_argument("--device", default=cfg.device)
+    ap.add_argument("--n-threads", type=int, default=cfg.n_threads)
+    ap.add_argument("--epochs", type=int, default=cfg.epochs)
+    ap.add_argument("--batch-size", type=int, default=cfg.batch_size)
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m q2_barcodemamba.core.cli",
                                  description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
-    common.add_argument("--random-seed", type=int, default=0)
-    common.add_argument("--device", default="auto")
-    common.add_argument("--n-threads", type=int, default=0)
-
-    p = sub.add_parser("pretrain", parents=[common],
+    p = sub.add_parser("pretrain",
                        help="next-token pretraining on unlabelled FASTA")
+    _common(p, _P)
     p.add_argument("--input", required=True, help="FASTA (.gz ok)")
     p.add_argument("--output", required=True, help="new backbone directory")
     p.add_argument("--checkpoint-dir")
     p.add_argument("--tokenizer", help="reuse this tokenizer.json")
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--vocab-size", type=int, default=1024)
-    p.add_argument("--log-every", type=int, default=200)
+    p.add_argument("--max-length", type=int, default=_P.max_length)
+    p.add_argument("--vocab-size", type=int, default=_P.vocab_size)
+    p.add_argument("--log-every", type=int, default=_P.log_every)
     p.add_argument("--name", help="name recorded in the backbone")
-    # (not in the shared parent: argparse shares its action objects, so
-    # per-command defaults would overwrite each other)
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, default=8e-4)
+    p.add_argument("--learning-rate", type=float, default=_P.learning_rate)
     p.set_defaults(func=cmd_pretrain)
 
     e = sub.add_parser("export-checkpoint",
@@ -127,25 +124,30 @@ def main(argv=None) -> int:
     e.add_argument("--name")
     e.set_defaults(func=cmd_export)
 
-    f = sub.add_parser("fit", parents=[common],
-                       help="fit a classifier on reads + taxonomy")
+    f = sub.add_parser("fit", help="fit a classifier on reads + taxonomy")
+    _common(f, _T)
     f.add_argument("--reads", required=True)
     f.add_argument("--taxonomy", required=True)
     f.add_argument("--output", required=True)
     f.add_argument("--backbone", help="backbone directory to fine-tune")
     f.add_argument("--no-pretrained", action="store_true")
     f.add_argument("--no-refit", action="store_true")
-    f.add_argument("--heads", default="multi", choices=["multi", "single"])
-    f.add_argument("--hls-epsilon", type=float, default=0.0)
-    f.add_argument("--class-weight-power", type=float, default=0.0)
+    f.add_argument("--heads", default=_T.heads, choices=HEADS)
+    f.add_argument("--hls-epsilon", type=float, default=_T.hls_epsilon)
+    f.add_argument("--class-weight-power", type=float,
+                   default=_T.class_weight_power)
     f.add_argument("--dropout", type=float, help="override the preset's")
-    f.add_argument("--validation-fraction", type=float, default=0.1)
-    f.add_argument("--epochs", type=int, default=20)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--learning-rate", type=float, default=None,
-                   help="default: 3e-3 from scratch, 1e-3 fine-tuning")
+    f.add_argument("--validation-fraction", type=float,
+                   default=_T.validation_fraction)
+    f.add_argument("--learning-rate", type=float, default=_T.learning_rate,
+                   help=f"default: {SCRATCH_LR:g} from scratch, "
+                        f"{FINETUNE_LR:g} fine-tuning")
     f.set_defaults(func=cmd_fit)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
     return a.func(a)
 
 

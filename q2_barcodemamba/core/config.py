@@ -1,18 +1,24 @@
 """Configuration dataclasses for BarcodeMamba+ models and training.
 
-Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931); ``tiny``
-is our CPU default and is not from the paper.
+The one place of every default: the QIIME 2 actions (``_methods.py``), the
+command line (:mod:`.cli`) and the parameter descriptions read them from
+here. Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931);
+``tiny`` is our CPU default and is not from the paper.
 """
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
 SCRATCH_LR = 3e-3   # measured best of {1e-3, 3e-3, 1e-2} from random weights
 FINETUNE_LR = 1e-3  # from a pretrained backbone; see docs/ablation.md
+DEFAULT_PRESET = "tiny"  # the size with a shipped pretrained backbone
+VOCAB_SIZE = 1024   # BPE vocabulary incl. special tokens
+MIN_READ_LENGTH = 20  # bp; shorter reference reads are refused, shorter
+                      # query reads reported Unassigned
 
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 1024     # BPE vocabulary incl. special tokens; set from the tokenizer
+    vocab_size: int = VOCAB_SIZE  # set from the tokenizer (incl. specials)
     d_model: int = 128         # residual stream width
     n_layers: int = 2          # residual blocks (mixer + MLP each)
     d_state: int = 32          # SSM state size N per head
@@ -70,7 +76,8 @@ PRESETS = {
                   d_intermediate=512),
     # d_intermediate 3072 in both paper sizes: with a tied 8192-token
     # vocabulary and no heads this gives 12.1M / 49.3M parameters, the
-    # paper's 12.1M / 49.2M (tests/test_pretrain.py::test_paper_sizes)
+    # paper's 12.1M / 49.2M (q2_barcodemamba/tests/test_pretrain.py::
+    # test_paper_sizes)
     "paper-12m": dict(d_model=384, n_layers=2, d_state=64, headdim=48,
                       expand=2, d_intermediate=3072),
     "paper-50m": dict(d_model=768, n_layers=4, d_state=64, headdim=48,
@@ -110,8 +117,29 @@ class TrainConfig:
     random_seed: int = 0
     device: str = "auto"         # auto | cpu | cuda
     n_threads: int = 0           # torch CPU threads; 0 = torch default
-    min_length: int = 20         # shortest reference read (bp) accepted
-    vocab_size: int = 1024       # BPE vocabulary size to train
+    min_length: int = MIN_READ_LENGTH  # shortest reference read (bp) accepted
+    vocab_size: int = VOCAB_SIZE  # BPE vocabulary size to train
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = 15              # paper: 15 epochs
+    batch_size: int = 64          # sequences per step, over all processes
+    learning_rate: float = 8e-4   # paper: 8e-4 (AdamW, warm-up + cosine)
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.02
+    grad_clip: float = 1.0
+    max_length: int = 512         # tokens kept per sequence (5' end)
+    vocab_size: int = VOCAB_SIZE  # BPE vocabulary incl. special tokens
+    validation_fraction: float = 0.02  # random sequences held out for val loss
+    random_seed: int = 0
+    device: str = "auto"
+    n_threads: int = 0
+    log_every: int = 200          # steps between progress lines
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -92,6 +92,15 @@ def read_fasta(path) -> Iterator[Tuple[str, str]]:
         yield rid, "".join(chunks)
 
 
+def read_reads(path) -> Tuple[List[str], List[str]]:
+    """(ids, raw sequences) of a (gzipped) FASTA file, in file order."""
+    ids, seqs = [], []
+    for rid, seq in read_fasta(path):
+        ids.append(rid)
+        seqs.append(seq)
+    return ids, seqs
+
+
 def read_taxonomy(path) -> dict:
     """``{feature id: lineage}`` from a (gzipped) QIIME taxonomy TSV
     (header line, then ``id<TAB>taxon[<TAB>...]``)."""

@@ -14,6 +14,10 @@ import numpy as np
 import torch
 
 UNASSIGNED = "Unassigned"
+# confidence thresholds scored by calibration and the evaluation views
+THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
+# classify-sklearn's default; used when a classifier has no calibration
+DEFAULT_CONFIDENCE = 0.7
 
 
 def hierarchical_walk(leaf_probs: torch.Tensor, leaf_to_class: torch.Tensor,

@@ -23,13 +23,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .._version import __version__
+from .backbones import PretrainedBackbone
 from .classifier import TaxonomicClassifier
 from .config import ModelConfig, TrainConfig
 from .data import KmerOrienter
-from .model import BarcodeMambaNet
+from .model import Backbone, BarcodeMambaNet
 from .taxonomy import LabelEncoder
 from .tokenizer import DNATokenizer
-from .train import head_sizes
+from .heads import head_sizes
 
 FORMAT_VERSION = 1
 FILES = ("config.json", "tokenizer.json", "labels.json", "model.safetensors")
@@ -98,6 +99,23 @@ def _read_json(path: str, name: str, writer: str) -> dict:
                          f"is not valid JSON: {exc}.") from None
 
 
+def _read_tokenizer(path: str, mcfg: ModelConfig, what: str,
+                    writer: str) -> DNATokenizer:
+    """tokenizer.json of a classifier or backbone directory, checked
+    against the model's vocabulary size."""
+    tok_path = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tok_path):
+        raise ValueError(f"The {what} lacks tokenizer.json (written by "
+                         f"{writer}).")
+    with open(tok_path) as fh:
+        tokenizer = DNATokenizer.from_json(fh.read())
+    if tokenizer.vocab_size != mcfg.vocab_size:
+        raise ValueError(f"tokenizer.json has {tokenizer.vocab_size} tokens "
+                         f"but the {what}'s config.json says vocab_size "
+                         f"{mcfg.vocab_size} (written by {writer}).")
+    return tokenizer
+
+
 def read_config(path: str) -> dict:
     """Read and version-check config.json."""
     cfg = _read_json(path, "config.json", "an unknown version")
@@ -137,16 +155,7 @@ def load_classifier(path: str, map_location: str = "cpu"
         raise ValueError(f"config.json (written by {writer}) has an invalid "
                          f"configuration: {exc}") from None
     labels = LabelEncoder.from_dict(_read_json(path, "labels.json", writer))
-    tok_path = os.path.join(path, "tokenizer.json")
-    if not os.path.isfile(tok_path):
-        raise ValueError(f"The classifier lacks tokenizer.json (written by "
-                         f"{writer}).")
-    with open(tok_path) as fh:
-        tokenizer = DNATokenizer.from_json(fh.read())
-    if tokenizer.vocab_size != mcfg.vocab_size:
-        raise ValueError(f"tokenizer.json has {tokenizer.vocab_size} tokens "
-                         f"but config.json says vocab_size "
-                         f"{mcfg.vocab_size} (written by {writer}).")
+    tokenizer = _read_tokenizer(path, mcfg, "classifier", writer)
     w_path = os.path.join(path, "model.safetensors")
     if not os.path.isfile(w_path):
         raise ValueError(f"The classifier lacks model.safetensors (written "
@@ -191,7 +200,8 @@ BACKBONE_FILES = ("config.json", "tokenizer.json", "backbone.safetensors")
 
 
 def write_backbone_files(bb, path: str) -> None:
-    """Write a :class:`.pretrain.PretrainedBackbone` into existing ``path``."""
+    """Write a :class:`.backbones.PretrainedBackbone` into existing
+    ``path``."""
     config = {
         "format_version": FORMAT_VERSION,
         "kind": "backbone",
@@ -218,8 +228,6 @@ def save_backbone(bb, path: str) -> None:
 def load_backbone(path: str):
     """Load and validate a backbone directory written by
     :func:`write_backbone_files` (weights on CPU)."""
-    from .model import Backbone
-    from .pretrain import PretrainedBackbone
     cfg = _read_json(path, "config.json", "an unknown version")
     writer = f"q2-barcodemamba {cfg.get('package_version', '?')}"
     fv = cfg.get("format_version")
@@ -236,16 +244,7 @@ def load_backbone(path: str):
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"config.json of the backbone (written by {writer})"
                          f" has an invalid model_config: {exc}") from None
-    tok_path = os.path.join(path, "tokenizer.json")
-    if not os.path.isfile(tok_path):
-        raise ValueError(f"The backbone lacks tokenizer.json (written by "
-                         f"{writer}).")
-    with open(tok_path) as fh:
-        tokenizer = DNATokenizer.from_json(fh.read())
-    if tokenizer.vocab_size != mcfg.vocab_size:
-        raise ValueError(f"tokenizer.json has {tokenizer.vocab_size} tokens "
-                         f"but the backbone's vocab_size is "
-                         f"{mcfg.vocab_size} (written by {writer}).")
+    tokenizer = _read_tokenizer(path, mcfg, "backbone", writer)
     w_path = os.path.join(path, "backbone.safetensors")
     try:
         tensors = load_file(w_path, device="cpu")

@@ -19,9 +19,10 @@ true class at rank ``r`` is ``c``:
   receive nothing. Should the whole group have zero count (only possible for
   a class absent from the counts, e.g. a validation-only taxon), ``eps_l``
   goes to ``c`` so that the target still sums to 1;
-* rank 0 has no ancestor: its target is one-hot;
+* rank 0 has no ancestor: its target is one-hot (with HLS on, flat label
+  smoothing is off on every head);
 * a read with target ``-1`` (unknown) at rank ``r`` has no target there: its
-  row is all zeros and :func:`soft_cross_entropy` ignores it.
+  row is all zeros and :func:`cross_entropy_terms` ignores it.
 
 Memory: materialising soft targets for 40k reads x 40k classes would need
 billions of floats. The smoother stores instead, per rank and per ancestor
@@ -31,11 +32,13 @@ batch of targets is turned into a dense ``(B, n_r)`` tensor with a gather of
 the true classes' group ids, a broadcast comparison and a multiply-add per
 ancestor level: no Python loop over reads or classes.
 """
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from . import distributed as ddp
 
 Eps = Union[float, Sequence[float]]
 
@@ -131,143 +134,61 @@ class RankSmoother:
         return out * valid.unsqueeze(1).to(dtype)
 
 
-class HierarchicalSmoother:
-    """Hierarchical label smoothing for all heads (MycoAI / BarcodeMamba+).
+def _prefix_groups(classes_r: Sequence[str], r: int) -> np.ndarray:
+    """(r, n) group ids of the classes of rank ``r``: at level ``l`` the
+    index of their lineage prefix down to rank ``l``."""
+    parts = [c.split(";") for c in classes_r]
+    if any(len(p) != r + 1 for p in parts):
+        raise ValueError(f"classes of rank {r} must be lineage prefixes "
+                         f"with {r + 1} ';'-separated labels.")
+    g = np.zeros((r, len(parts)), dtype=np.int64)
+    for l in range(r):
+        ids = {}
+        g[l] = [ids.setdefault(";".join(p[:l + 1]), len(ids)) for p in parts]
+    return g
 
-    Behaves like a list of length ``n_ranks``: item ``r`` is a
-    :class:`RankSmoother`, or ``None`` when rank ``r`` needs no smoothing
-    (rank 0, or all ``eps_l`` of its ancestors are zero), i.e. the hard
-    one-hot target applies.
+
+def rank_smoothers(classes: Sequence[Sequence[str]],
+                   counts: Sequence[np.ndarray], eps: Eps = 0.02
+                   ) -> List[Optional[RankSmoother]]:
+    """Hierarchical label smoothing of the rank heads (MycoAI /
+    BarcodeMamba+): item ``r`` is the :class:`RankSmoother` of rank ``r``,
+    or None where rank ``r`` needs none (rank 0, which has no ancestor, or
+    all ``eps_l`` of its ancestors are 0): the one-hot target applies.
 
     ``classes[r]`` are the lineage-prefix strings of rank ``r``
     (``LabelEncoder.classes``); ``counts[r]`` the reference count of each.
     """
-
-    def __init__(self, classes: Sequence[Sequence[str]],
-                 counts: Sequence[np.ndarray], eps: Eps = 0.02):
-        n_ranks = len(classes)
-        if len(counts) != n_ranks:
-            raise ValueError("classes and counts differ in number of ranks.")
-        groups = []
-        for r in range(n_ranks):
-            parts = [c.split(";") for c in classes[r]]
-            if any(len(p) != r + 1 for p in parts):
-                raise ValueError(f"classes of rank {r} must be lineage "
-                                 f"prefixes with {r + 1} ';'-separated "
-                                 "labels.")
-            g = np.zeros((r, len(parts)), dtype=np.int64)
-            for l in range(r):
-                ids = {}
-                g[l] = [ids.setdefault(";".join(p[:l + 1]), len(ids))
-                        for p in parts]
-            groups.append(g)
-        self._build(groups, counts, eps)
-
-    def _build(self, groups: Sequence[np.ndarray],
-               counts: Sequence[np.ndarray], eps: Eps) -> None:
-        n_ranks = len(groups)
-        self.eps = _eps_per_level(eps, n_ranks)
-        self.n_classes = [int(np.asarray(c).shape[0]) for c in counts]
-        self.ranks: List[Optional[RankSmoother]] = []
-        for r in range(n_ranks):
-            lv = self.eps[:r]
-            if r == 0 or not any(e > 0 for e in lv):
-                self.ranks.append(None)
-            else:
-                self.ranks.append(RankSmoother(groups[r], counts[r], lv))
-
-    @classmethod
-    def from_encoder(cls, encoder, y: np.ndarray, eps: Eps = 0.02
-                     ) -> "HierarchicalSmoother":
-        """From a ``LabelEncoder`` and training targets ``y`` (n, R)."""
-        counts = [np.bincount(y[:, r][y[:, r] >= 0], minlength=n)
-                  for r, n in enumerate(encoder.n_classes)]
-        return cls(encoder.classes, counts, eps)
-
-    @classmethod
-    def from_targets(cls, y: np.ndarray, n_classes: Sequence[int],
-                     eps: Eps = 0.02) -> "HierarchicalSmoother":
-        """From targets alone: the ancestor of class ``c`` at rank ``l`` is
-        read off ``y[i, l]`` of the reads with ``y[i, r] == c`` (classes are
-        lineage prefixes, so it is unique). Classes absent from ``y`` get
-        count 0 and a group of their own."""
-        y = np.asarray(y, dtype=np.int64)
-        n_ranks = len(n_classes)
-        if y.ndim != 2 or y.shape[1] != n_ranks:
-            raise ValueError(f"y must have shape (n, {n_ranks}).")
-        groups, counts = [], []
-        for r, n in enumerate(n_classes):
-            col = y[:, r]
-            ok = col >= 0
-            counts.append(np.bincount(col[ok], minlength=n))
-            seen = np.zeros(n, dtype=bool)
-            seen[col[ok]] = True
-            g = np.zeros((r, n), dtype=np.int64)
-            for l in range(r):
-                anc = y[ok, l]
-                if (anc < 0).any():
-                    raise ValueError(f"a read is known at rank {r} but "
-                                     f"unknown at its ancestor rank {l}.")
-                gl = np.full(n, -1, dtype=np.int64)
-                gl[col[ok]] = anc
-                if (gl[col[ok]] != anc).any():
-                    raise ValueError(f"a class of rank {r} has more than one "
-                                     f"ancestor at rank {l}.")
-                n_unseen = int((~seen).sum())
-                gl[~seen] = n_classes[l] + np.arange(n_unseen)
-                g[l] = gl
-            groups.append(g)
-        obj = cls.__new__(cls)
-        obj._build(groups, counts, eps)
-        return obj
-
-    def __len__(self) -> int:
-        return len(self.ranks)
-
-    def __getitem__(self, r: int) -> Optional[RankSmoother]:
-        return self.ranks[r]
-
-    def to(self, device) -> "HierarchicalSmoother":
-        for s in self.ranks:
-            if s is not None:
-                s.to(device)
-        return self
-
-    def targets(self, y: torch.Tensor, r: int,
-                dtype: torch.dtype = torch.float32) -> Optional[torch.Tensor]:
-        """Soft targets (B, n_r) for rank ``r`` from a batch ``y`` of shape
-        (B, R) (or the rank's column (B,)); ``None`` where rank ``r`` is not
-        smoothed (use the hard targets)."""
-        s = self.ranks[r]
-        if s is None:
-            return None
-        return s(y[:, r] if y.dim() == 2 else y, dtype)
-
-    def dense(self, y: torch.Tensor, r: int,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Like :meth:`targets` but always a tensor (one-hot where the rank
-        is not smoothed; zero rows for ``-1``)."""
-        t = self.targets(y, r, dtype)
-        if t is not None:
-            return t
-        col = (y[:, r] if y.dim() == 2 else y).long()
-        out = torch.zeros(col.shape[0], self.n_classes[r], dtype=dtype,
-                          device=col.device)
-        ok = col >= 0
-        out[ok.nonzero().squeeze(1), col[ok]] = 1
-        return out
+    n_ranks = len(classes)
+    if len(counts) != n_ranks:
+        raise ValueError("classes and counts differ in number of ranks.")
+    levels = _eps_per_level(eps, n_ranks)
+    out: List[Optional[RankSmoother]] = []
+    for r in range(n_ranks):
+        if r == 0 or not any(e > 0 for e in levels[:r]):
+            out.append(None)
+        else:
+            out.append(RankSmoother(_prefix_groups(classes[r], r), counts[r],
+                                    levels[:r]))
+    return out
 
 
-def hls_targets(y: np.ndarray, n_classes: List[int],
-                eps: Eps = 0.02) -> HierarchicalSmoother:
-    """Hierarchical label smoothing targets for training targets ``y`` (n, R).
-
-    Returns a :class:`HierarchicalSmoother` -- a list-like of one
-    :class:`RankSmoother` (or ``None`` = one-hot) per rank -- rather than
-    per-read vectors, so memory is O(R^2 x classes) instead of
-    O(reads x classes); call ``smoother.targets(batch_y, r)`` per batch.
-    """
-    return HierarchicalSmoother.from_targets(y, n_classes, eps)
+def leaf_smoother(leaf_to_class: np.ndarray, n_classes: Sequence[int],
+                  counts: np.ndarray, eps: Eps = 0.02
+                  ) -> Optional[RankSmoother]:
+    """The same rule for the leaf head (whole reference lineages): the
+    ancestor of leaf ``j`` at rank ``l`` is ``leaf_to_class[l, j]`` for the
+    ranks above the deepest one; a leaf without a label at ``l`` is a group
+    of its own there. None when every ``eps_l`` is 0."""
+    n_ranks = len(n_classes)
+    levels = _eps_per_level(eps, n_ranks)
+    if not any(e > 0 for e in levels):
+        return None
+    groups = np.array(leaf_to_class, dtype=np.int64)
+    for r in range(n_ranks):
+        miss = groups[r] < 0
+        groups[r, miss] = n_classes[r] + np.arange(miss.sum())
+    return RankSmoother(groups[:-1], counts, levels)
 
 
 def class_weights(y_col: np.ndarray, n_classes: int,
@@ -295,25 +216,113 @@ def class_weights(y_col: np.ndarray, n_classes: int,
     return torch.as_tensor(w, dtype=torch.float32)
 
 
-def soft_cross_entropy(logits: torch.Tensor, soft_targets: torch.Tensor,
-                       weight: Optional[torch.Tensor] = None,
-                       hard: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean of ``-sum_c t_c log softmax(logits)_c`` over the reads.
+def cross_entropy_terms(logits: torch.Tensor, target: torch.Tensor,
+                        soft: Optional[torch.Tensor] = None,
+                        weight: Optional[torch.Tensor] = None,
+                        label_smoothing: float = 0.0
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(sum_i w_i l_i, sum_i w_i)`` of one head over a batch: the
+    numerator and denominator of its weighted mean loss.
 
-    Rows of ``soft_targets`` that sum to 0 (unknown targets) are ignored.
-    With ``weight`` (n,), read ``i`` counts with weight ``weight[h_i]`` where
-    ``h_i`` is its hard class (``hard`` if given, else the argmax of its
-    target) and the result is ``sum w_i l_i / sum w_i`` -- for one-hot
-    targets exactly ``F.cross_entropy(logits, h, weight=weight)``. Returns 0
-    (still differentiable) when no read counts.
+    ``target`` (B,) holds the true class, -1 where unknown (``w_i = 0``).
+    ``l_i = -sum_c soft_ic log softmax(logits_i)_c`` with ``soft`` targets
+    (B, n) (e.g. from a :class:`RankSmoother`), else the cross-entropy to
+    ``target`` with flat ``label_smoothing``. ``w_i = weight[target_i]``
+    with class ``weight`` (n,), else 1. Keeping the two sums apart lets the
+    caller normalise over all processes of a data-parallel run.
     """
-    logp = F.log_softmax(logits.float(), dim=-1)
-    t = soft_targets.to(logp.dtype)
-    per_read = -torch.where(t > 0, t * logp, torch.zeros_like(logp)).sum(-1)
-    w = (t.sum(-1) > 0).to(logp.dtype)
+    if soft is not None:
+        logp = F.log_softmax(logits.float(), dim=-1)
+        soft = soft.to(logp.dtype)
+        per = -torch.where(soft > 0, soft * logp,
+                           torch.zeros_like(logp)).sum(-1)
+    else:
+        per = F.cross_entropy(logits.float(), target.clamp(min=0),
+                              label_smoothing=label_smoothing,
+                              reduction="none")
+    w = (target >= 0).float()
     if weight is not None:
-        h = t.argmax(-1) if hard is None else hard.long().clamp(min=0)
-        w = w * weight.to(logp.dtype)[h]
-    # no host sync: with no counted read the numerator is 0 and so is the loss
-    denom = w.sum().clamp_min(torch.finfo(logp.dtype).tiny)
-    return (w * per_read).sum() / denom
+        w = w * weight[target.clamp(min=0)]
+    return (w * per).sum(), w.sum()
+
+
+def mean_over_heads(nums: Sequence[torch.Tensor],
+                    dens: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Mean over heads of ``num_h / den_h``, leaving out heads without a
+    known target (``den_h = 0``).
+
+    Under DDP the denominators are summed over processes (and the result
+    scaled by the world size, which DDP's gradient averaging undoes), so N
+    processes compute exactly the single-process loss.
+    """
+    den = torch.stack(list(dens))
+    scale = 1.0
+    if ddp.is_distributed():
+        den = den.detach().clone()
+        torch.distributed.all_reduce(den)
+        scale = float(ddp.world_size())
+    use = den > 0
+    per_head = torch.stack(list(nums)) / den.clamp(min=1e-12)
+    n_used = use.sum().clamp(min=1)
+    return scale * (per_head * use).sum() / n_used
+
+
+class MultiTaskLoss:
+    """The training loss of the classification heads: the mean over heads
+    of each head's weighted cross-entropy (:func:`cross_entropy_terms`,
+    :func:`mean_over_heads`); target -1 is ignored.
+
+    Per head: hierarchical label smoothing when ``hls_epsilon > 0`` (every
+    head: :func:`rank_smoothers`, :func:`leaf_smoother`; rank 0 has no
+    ancestor and gets the one-hot target), else flat ``label_smoothing``;
+    and class weights ``w_c ~ n_c^-power`` when ``class_weight_power > 0``
+    (:func:`class_weights`). ``classes``: the rank classes of the
+    :class:`.taxonomy.LabelEncoder`; ``leaf_to_class`` (R, n_leaf) its leaf
+    map; ``train_y`` (n, R + 1) the training targets (ranks, then leaf);
+    ``heads``: the columns the network predicts (default: all).
+    """
+
+    def __init__(self, tcfg, classes: Sequence[Sequence[str]],
+                 leaf_to_class: np.ndarray, train_y: np.ndarray, device,
+                 heads: Optional[Sequence[int]] = None):
+        n_ranks = len(classes)
+        self.heads = list(range(n_ranks + 1)) if heads is None else list(heads)
+        n_classes = [len(c) for c in classes] + [leaf_to_class.shape[1]]
+        counts = [np.bincount(train_y[:, h][train_y[:, h] >= 0], minlength=n)
+                  for h, n in enumerate(n_classes)]
+        smoothers = [None] * (n_ranks + 1)
+        self.flat = tcfg.label_smoothing
+        if tcfg.hls_epsilon > 0:
+            self.flat = 0.0   # HLS replaces flat smoothing on every head
+            smoothers = rank_smoothers(classes, counts[:n_ranks],
+                                       tcfg.hls_epsilon) + [leaf_smoother(
+                leaf_to_class, n_classes[:n_ranks], counts[-1],
+                tcfg.hls_epsilon)]
+            smoothers = [sm.to(device) if sm is not None else None
+                         for sm in smoothers]
+        weights = [None] * (n_ranks + 1)
+        if tcfg.class_weight_power > 0:
+            weights = [class_weights(train_y[:, h], n,
+                                     tcfg.class_weight_power).to(device)
+                       for h, n in enumerate(n_classes)]
+        self.smoothers = [smoothers[h] for h in self.heads]
+        self.weights = [weights[h] for h in self.heads]
+
+    def terms(self, logits: List[torch.Tensor], targets: torch.Tensor
+              ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Per-head numerators and denominators (this process only)."""
+        nums, dens = [], []
+        for h, lg in enumerate(logits):
+            t, sm = targets[:, h], self.smoothers[h]
+            num, den = cross_entropy_terms(
+                lg, t, None if sm is None else sm(t, dtype=torch.float32),
+                self.weights[h], self.flat)
+            nums.append(num)
+            dens.append(den)
+        return nums, dens
+
+    def __call__(self, logits: List[torch.Tensor], targets: torch.Tensor
+                 ) -> torch.Tensor:
+        """logits: per head (B, n_h); targets: (B, n_heads) long, columns
+        in the order of the network's heads."""
+        return mean_over_heads(*self.terms(logits, targets))

@@ -21,59 +21,21 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import distributed as ddp
-from .config import ModelConfig, preset
+from .backbones import PretrainedBackbone
+from .config import DEFAULT_PRESET, ModelConfig, PretrainConfig, preset
 from .data import clean_sequence, length_batches
+from .loop import Schedule, StepLoss, epoch_batches, run_epochs
 from .model import BarcodeMambaLM
+from .runtime import (configure, log, main_only, pad_batch,
+                      seed_everything)
 from .tokenizer import PAD_ID, DNATokenizer
-from .train import lr_at, log, pad_batch, resolve_device, seed_everything, \
-    set_threads
-
-
-@dataclass
-class PretrainConfig:
-    epochs: int = 15              # paper: 15 epochs
-    batch_size: int = 64          # sequences per step, over all processes
-    learning_rate: float = 8e-4   # paper: 8e-4 (AdamW, warm-up + cosine)
-    weight_decay: float = 0.1
-    warmup_fraction: float = 0.02
-    grad_clip: float = 1.0
-    max_length: int = 512         # tokens kept per sequence (5' end)
-    vocab_size: int = 1024        # BPE vocabulary incl. special tokens
-    validation_fraction: float = 0.02  # random sequences held out for val loss
-    random_seed: int = 0
-    device: str = "auto"
-    n_threads: int = 0
-    log_every: int = 200          # steps between progress lines
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-@dataclass
-class PretrainedBackbone:
-    """What pretraining produces and fine-tuning starts from."""
-    model_config: ModelConfig
-    tokenizer: DNATokenizer
-    state: Dict[str, torch.Tensor]   # Backbone state_dict (no "backbone.")
-    info: dict                       # preset, pretrain_config, history, ...
-
-    def classifier_state(self) -> Dict[str, torch.Tensor]:
-        """The weights as keys of :class:`.model.BarcodeMambaNet`."""
-        return {f"backbone.{k}": v for k, v in self.state.items()}
 
 
 def lm_loss_sum(logits: torch.Tensor, tokens: torch.Tensor
@@ -188,8 +150,118 @@ def lm_validation_loss(model, tokens: Sequence[Sequence[int]],
     return total / max(count, 1)
 
 
+def lm_step(dmodel, tokens: Sequence[Sequence[int]], device
+            ) -> Callable[[list, bool], StepLoss]:
+    """The loop's batch -> loss function of next-token prediction: the
+    summed cross-entropy over this process's tokens divided by the tokens
+    of the whole global batch (times the world size, which DDP's gradient
+    averaging undoes), so N processes make the single-process update."""
+    world = ddp.world_size()
+
+    def batch_loss(rows, dummy: bool) -> StepLoss:
+        tok, _ = pad_batch([tokens[j] for j in rows], device)
+        if dummy:   # no rows here: all targets masked, joins the all-reduce
+            tok[:, 1:] = PAD_ID
+        n_local = int((tok[:, 1:] != PAD_ID).sum())
+        n_global = ddp.all_reduce_sum(n_local, device)
+        loss_sum = lm_loss_sum(dmodel(tok[:, :-1]), tok)
+        return StepLoss(loss_sum * (world / max(n_global, 1.0)),
+                        loss_sum.item(), n_local)
+    return batch_loss
+
+
+def _resume(checkpoint_dir: Optional[str], pc: PretrainConfig,
+            preset_name: str, model_config: Optional[ModelConfig]):
+    """The checkpoint to resume from (state, tensors), or None; refuses a
+    checkpoint of a run with other parameters."""
+    resume = load_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    if resume is None:
+        return None
+    rstate = resume[0]
+    ignore = ("device", "n_threads", "log_every")
+    same = {k: v for k, v in pc.to_dict().items() if k not in ignore}
+    theirs = {k: v for k, v in rstate["pretrain_config"].items()
+              if k not in ignore}
+    if same != theirs or (
+            rstate["preset"] != preset_name and model_config is None):
+        raise ValueError(
+            f"{checkpoint_dir} holds a checkpoint of another run "
+            f"(preset {rstate['preset']!r}, {rstate['pretrain_config']});"
+            " use the same parameters to resume, or an empty directory "
+            "to start afresh.")
+    return resume
+
+
+def _tokenizer_and_config(resume, tokenizer, seqs, pc: PretrainConfig,
+                          preset_name: str, model_config, say):
+    """Tokenizer and model configuration: the checkpoint's when resuming,
+    else ``tokenizer`` (or one learnt on ``seqs``) and the preset's."""
+    if resume is not None:
+        rstate = resume[0]
+        return (DNATokenizer.from_json(rstate["tokenizer"]),
+                ModelConfig.from_dict(rstate["model_config"]))
+    if tokenizer is None:
+        say(f"learning a {pc.vocab_size}-token BPE vocabulary on "
+            f"{len(seqs)} sequences")
+        tokenizer = DNATokenizer.train(seqs, pc.vocab_size)
+    cfg = model_config or preset(preset_name)
+    cfg.vocab_size = tokenizer.vocab_size
+    return tokenizer, cfg.validate()
+
+
+def _split(tokens: List[List[int]], fraction: float, seed: int):
+    """(train, validation) token lists: a seeded random share held out."""
+    rng = random.Random(seed)
+    order = list(range(len(tokens)))
+    rng.shuffle(order)
+    n_val = int(round(fraction * len(tokens)))
+    return ([tokens[i] for i in order[n_val:]],
+            [tokens[i] for i in order[:n_val]])
+
+
+class _WindowLog:
+    """The loop's per-step hook: every ``log_every`` steps, the loss of the
+    step and the tokens/s since the last line or the epoch's start (summed
+    over processes). :meth:`restart` starts a new window."""
+
+    def __init__(self, every: int, say, device):
+        self.every, self.say, self.device = every, say, device
+        self.restart()
+
+    def restart(self) -> None:
+        self.t, self.tokens = time.time(), 0.0
+
+    def __call__(self, epoch: int, i: int, n_batches: int, lr: float,
+                 out: StepLoss) -> None:
+        self.tokens += out.count
+        if not self.every or (i + 1) % self.every:
+            return
+        loss = ddp.all_reduce_sum(out.total, self.device)
+        n = ddp.all_reduce_sum(out.count, self.device)
+        tokens = ddp.all_reduce_sum(self.tokens, self.device)
+        now = time.time()
+        self.say(f"epoch {epoch} step {i + 1}/{n_batches} loss "
+                 f"{loss / max(n, 1):.4f} lr {lr:.2e} "
+                 f"{tokens / max(now - self.t, 1e-9):,.0f} tokens/s")
+        self.restart()
+
+
+def _epoch_report(pc, say, save, window: _WindowLog):
+    """The loop's per-epoch hook: progress line, then the checkpoint."""
+    def report(rec: dict) -> None:
+        say(f"epoch {rec['epoch']}/{pc.epochs} loss {rec['train_loss']:.4f}"
+            + (f" val_loss {rec['val_loss']:.4f}" if "val_loss" in rec
+               else "")
+            + f" ({math.exp(rec['train_loss']):.2f} perplexity) "
+            f"{rec['tokens_per_s']:,.0f} tokens/s {rec['seconds']:.0f} s")
+        save(rec["epoch"])
+        ddp.barrier()
+        window.restart()
+    return report
+
+
 def pretrain(ids: Sequence[str], seqs: Sequence[str],
-             preset_name: str = "tiny",
+             preset_name: str = DEFAULT_PRESET,
              model_config: Optional[ModelConfig] = None,
              config: Optional[PretrainConfig] = None,
              tokenizer: Optional[DNATokenizer] = None,
@@ -202,50 +274,18 @@ def pretrain(ids: Sequence[str], seqs: Sequence[str],
     resume from one found there (same configuration required).
     """
     pc = config or PretrainConfig()
-    device = ddp.setup(resolve_device(pc.device))
-    say = progress if ddp.is_main() else (lambda msg: None)
-    set_threads(pc.n_threads)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    device = ddp.setup(configure(pc.device, pc.n_threads, tf32=True))
+    say = main_only(progress)
     t_start = time.time()
     seqs = clean_corpus(ids, seqs)
-
-    resume = load_checkpoint(checkpoint_dir) if checkpoint_dir else None
+    resume = _resume(checkpoint_dir, pc, preset_name, model_config)
     if resume is not None:
-        rstate, rtensors = resume
-        ignore = ("device", "n_threads", "log_every")
-        same = {k: v for k, v in pc.to_dict().items() if k not in ignore}
-        theirs = {k: v for k, v in rstate["pretrain_config"].items()
-                  if k not in ignore}
-        if same != theirs or (
-                rstate["preset"] != preset_name and model_config is None):
-            raise ValueError(
-                f"{checkpoint_dir} holds a checkpoint of another run "
-                f"(preset {rstate['preset']!r}, {rstate['pretrain_config']});"
-                " use the same parameters to resume, or an empty directory "
-                "to start afresh.")
-        tokenizer = DNATokenizer.from_json(rstate["tokenizer"])
-        cfg = ModelConfig.from_dict(rstate["model_config"])
-        say(f"resuming from {checkpoint_dir} after epoch {rstate['epoch']}")
-    else:
-        if tokenizer is None:
-            say(f"learning a {pc.vocab_size}-token BPE vocabulary on "
-                f"{len(seqs)} sequences")
-            tokenizer = DNATokenizer.train(seqs, pc.vocab_size)
-        cfg = model_config or preset(preset_name)
-        cfg.vocab_size = tokenizer.vocab_size
-        cfg.validate()
-
+        say(f"resuming from {checkpoint_dir} after epoch "
+            f"{resume[0]['epoch']}")
+    tokenizer, cfg = _tokenizer_and_config(resume, tokenizer, seqs, pc,
+                                           preset_name, model_config, say)
     tokens = [t for t in tokenizer.encode(seqs, pc.max_length) if len(t) > 1]
-    rng = random.Random(pc.random_seed)
-    order = list(range(len(tokens)))
-    rng.shuffle(order)
-    n_val = int(round(pc.validation_fraction * len(tokens)))
-    val = [tokens[i] for i in order[:n_val]]
-    train = [tokens[i] for i in order[n_val:]]
-    lengths = [len(t) for t in train]
-
+    train, val = _split(tokens, pc.validation_fraction, pc.random_seed)
     seed_everything(pc.random_seed)
     model = BarcodeMambaLM(cfg).to(device)
     opt = torch.optim.AdamW(model.param_groups(pc.weight_decay),
@@ -253,86 +293,54 @@ def pretrain(ids: Sequence[str], seqs: Sequence[str],
     history: List[dict] = []
     first_epoch = 1
     if resume is not None:
+        rstate, rtensors = resume
         model.load_state_dict({k[len("model."):]: v for k, v in
                                rtensors.items() if k.startswith("model.")})
         _opt_from_tensors(opt, rtensors, rstate["optimizer"])
         history = rstate["history"]
         first_epoch = rstate["epoch"] + 1
-    dmodel = ddp.wrap(model, device)
-
-    world = ddp.world_size()
-    steps_per_epoch = len(length_batches(lengths, pc.batch_size))
-    total = steps_per_epoch * pc.epochs
-    warmup = max(1, int(pc.warmup_fraction * total))
-    step = (first_epoch - 1) * steps_per_epoch
-    n_tok = sum(lengths)
+    schedule = Schedule.for_run(len(train), pc.batch_size, pc.epochs,
+                                pc.learning_rate, pc.warmup_fraction)
+    n_tok = sum(len(t) for t in train)
     say(f"pretraining {model.num_parameters():,} parameters "
         f"({cfg.n_layers} layers, d_model {cfg.d_model}) on {len(train)} "
         f"sequences / {n_tok:,} tokens ({len(val)} held out), "
-        f"device {device}, {world} process(es), "
+        f"device {device}, {ddp.world_size()} process(es), "
         f"{torch.get_num_threads()} threads")
-    model.train()
-    for epoch in range(first_epoch, pc.epochs + 1):
-        t0, ep_loss, ep_tok, win_t, win_tok = time.time(), 0.0, 0, time.time(), 0
-        batches = length_batches(lengths, pc.batch_size, shuffle=True,
-                                 seed=pc.random_seed * 1000 + epoch)
-        for i, gb in enumerate(batches):
-            lr = lr_at(step, total, pc.learning_rate, warmup)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            # a process left without rows (tail batch) runs one row with
-            # all targets masked, so it still joins the all-reduce
-            mine = ddp.shard(gb)
-            dummy = not mine
-            tok, _ = pad_batch([train[j] for j in mine or gb[:1]], device)
-            if dummy:
-                tok[:, 1:] = PAD_ID
-            n_local = int((tok[:, 1:] != PAD_ID).sum())
-            n_global = ddp.all_reduce_sum(n_local, device)
-            loss_sum = lm_loss_sum(dmodel(tok[:, :-1]), tok)
-            loss = loss_sum * (world / max(n_global, 1.0))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), pc.grad_clip)
-            opt.step()
-            step += 1
-            batch_loss = ddp.all_reduce_sum(loss_sum.item(), device)
-            ep_loss += batch_loss
-            ep_tok += n_global
-            win_tok += n_global
-            if pc.log_every and (i + 1) % pc.log_every == 0:
-                now = time.time()
-                say(f"epoch {epoch} step {i + 1}/{len(batches)} loss "
-                    f"{batch_loss / max(n_global, 1):.4f} lr {lr:.2e} "
-                    f"{win_tok / max(now - win_t, 1e-9):,.0f} tokens/s")
-                win_t, win_tok = now, 0
-        secs = time.time() - t0
-        rec = {"epoch": epoch, "train_loss": ep_loss / max(ep_tok, 1),
-               "tokens_per_s": ep_tok / max(secs, 1e-9), "seconds": secs,
-               "lr": lr_at(step - 1, total, pc.learning_rate, warmup)}
-        if val:
-            rec["val_loss"] = lm_validation_loss(model, val,
-                                                 pc.batch_size * 2, device)
-        history.append(rec)
-        say(f"epoch {epoch}/{pc.epochs} loss {rec['train_loss']:.4f}"
-            + (f" val_loss {rec['val_loss']:.4f}" if val else "")
-            + f" ({math.exp(rec['train_loss']):.2f} perplexity) "
-            f"{rec['tokens_per_s']:,.0f} tokens/s {secs:.0f} s")
+
+    def save(epoch: int) -> None:
         if checkpoint_dir and ddp.is_main():
             save_checkpoint(checkpoint_dir, model, opt, {
                 "epoch": epoch, "preset": preset_name,
                 "pretrain_config": pc.to_dict(),
                 "model_config": cfg.to_dict(),
                 "tokenizer": tokenizer.to_json(), "history": history})
-        ddp.barrier()
+
+    window = _WindowLog(pc.log_every, say, device)
+    run_epochs(
+        model, opt, lm_step(ddp.wrap(model, device), train, device),
+        epoch_batches([len(t) for t in train], pc.batch_size,
+                      pc.random_seed), schedule, pc.grad_clip,
+        range(first_epoch, pc.epochs + 1), device=device,
+        step=(first_epoch - 1) * math.ceil(len(train) / pc.batch_size),
+        rate_key="tokens_per_s", history=history,
+        evaluate=(lambda epoch: {"val_loss": lm_validation_loss(
+            model, val, pc.batch_size * 2, device)}) if val else None,
+        report=_epoch_report(pc, say, save, window), on_step=window)
     model.eval()
+    return _backbone(model, cfg, tokenizer, {
+        "preset": preset_name if model_config is None else "custom",
+        "pretrain_config": pc.to_dict(), "history": history,
+        "n_sequences": len(seqs), "n_train_tokens": n_tok,
+        "n_parameters": model.num_parameters(),
+        "processes": ddp.world_size(), "device": device.type,
+        "seconds": time.time() - t_start})
+
+
+def _backbone(model: BarcodeMambaLM, cfg: ModelConfig,
+              tokenizer: DNATokenizer, info: dict) -> PretrainedBackbone:
+    """The backbone weights of a pretrained language model."""
     state = {k[len("backbone."):]: v.detach().cpu().clone()
              for k, v in model.state_dict().items()
              if k.startswith("backbone.")}
-    info = {"preset": preset_name if model_config is None else "custom",
-            "pretrain_config": pc.to_dict(), "history": history,
-            "n_sequences": len(seqs), "n_train_tokens": n_tok,
-            "n_parameters": model.num_parameters(),
-            "processes": world, "device": device.type,
-            "seconds": time.time() - t_start}
     return PretrainedBackbone(cfg, tokenizer, state, info)

@@ -61,6 +61,32 @@ def haplotype_clusters(seqs: Sequence[str], leaves: Sequence[str],
     return cluster
 
 
+def _hold_out_seen(leaf_records: Dict[str, List[int]], cluster: np.ndarray,
+                   held: np.ndarray, target: int, rng: random.Random) -> None:
+    """Mark whole haplotype clusters as held out (in ``held``), at most
+    all but one cluster per leaf, in random order, until ``target``
+    records are held out."""
+    clusters_of = defaultdict(list)
+    for leaf, idx in leaf_records.items():
+        if not held[idx[0]]:
+            for c in sorted(set(cluster[idx].tolist())):
+                clusters_of[leaf].append(c)
+    members = defaultdict(list)
+    for i, c in enumerate(cluster):
+        members[int(c)].append(i)
+    candidates = [(leaf, c) for leaf, cs in clusters_of.items()
+                  if len(cs) > 1 for c in cs]
+    rng.shuffle(candidates)
+    left = {leaf: len(cs) for leaf, cs in clusters_of.items()}
+    for leaf, c in candidates:
+        if held.sum() >= target:
+            break
+        if left[leaf] <= 1:
+            continue
+        held[members[c]] = True
+        left[leaf] -= 1
+
+
 def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
                   fraction: float, seed: int = 0,
                   unseen_share: float = 0.25, min_jaccard: float = 0.9
@@ -116,27 +142,8 @@ def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
         return taken
 
     take_unseen(unseen_share * target)
-
     # 2. seen: one cluster of a leaf that keeps other clusters in training
-    clusters_of = defaultdict(list)
-    for leaf, idx in leaf_records.items():
-        if not held[idx[0]]:
-            for c in sorted(set(cluster[idx].tolist())):
-                clusters_of[leaf].append(c)
-    members = defaultdict(list)
-    for i, c in enumerate(cluster):
-        members[int(c)].append(i)
-    candidates = [(leaf, c) for leaf, cs in clusters_of.items()
-                  if len(cs) > 1 for c in cs]
-    rng.shuffle(candidates)
-    left = {leaf: len(cs) for leaf, cs in clusters_of.items()}
-    for leaf, c in candidates:
-        if held.sum() >= target:
-            break
-        if left[leaf] <= 1:
-            continue
-        held[members[c]] = True
-        left[leaf] -= 1
+    _hold_out_seen(leaf_records, cluster, held, target, rng)
     # 3. references with few repeated lineages (e.g. ~1 read per species):
     # fill up with more unseen lineages
     if held.sum() < target:

@@ -147,20 +147,3 @@ def test_classify_batch_size_auto_and_validation():
     assert np.allclose([a[2] for a in auto], [f[2] for f in fixed],
                        atol=1e-5)
 
-
-def test_onednn_kernel_cache_is_small_unless_the_user_sets_it():
-    """A small oneDNN cache keeps classify's memory flat over many batch
-    shapes; importing the core sets it, an explicit value wins."""
-    import subprocess
-    import sys
-    code = ("import os, q2_barcodemamba.core; "
-            "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])")
-    env = {k: v for k, v in os.environ.items()
-           if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, text=True,
-                         capture_output=True, check=True).stdout.strip()
-    assert out == "8"
-    env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "64"
-    out = subprocess.run([sys.executable, "-c", code], env=env, text=True,
-                         capture_output=True, check=True).stdout.strip()
-    assert out == "64"

@@ -11,10 +11,9 @@ from q2_barcodemamba.core.backbones import (SHIPPED_PRESET, shipped_backbone,
                                             shipped_backbone_path)
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.config import (FINETUNE_LR, PRESETS, SCRATCH_LR,
-                                         TrainConfig, preset)
+                                         PretrainConfig, TrainConfig, preset)
 from q2_barcodemamba.core.model import Backbone, BarcodeMambaLM
-from q2_barcodemamba.core.pretrain import (PretrainConfig, backbone_from_checkpoint,
-                                           pretrain)
+from q2_barcodemamba.core.pretrain import backbone_from_checkpoint, pretrain
 
 from .helpers import small_reference, yeasts
 
