@@ -6,26 +6,17 @@ knowable and the call names the true taxon there, or when the rank is not
 knowable and the call asserts nothing at that rank. The *right call* is
 right at every rank: the deepest knowable rank named correctly and nothing
 deeper asserted. Placeholder labels (``unidentified``, empty) end a lineage,
-in calls and truth alike.
+in calls and truth alike (``normalize_lineage``, the package's own rule).
 """
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from q2_barcodemamba.core.taxonomy import (RANKS, is_unknown, known_depth,
-                                           parse_taxonomy, split_lineage)
+from q2_barcodemamba.core.inference import THRESHOLDS
+from q2_barcodemamba.core.taxonomy import (RANKS, is_unknown,
+                                           normalize_lineage, parse_taxonomy)
 
 N_RANKS = len(RANKS)
-THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
-
-
-def call_lineage(taxon: str) -> tuple:
-    """Labels a call asserts, e.g. ('k__Fungi', 'p__Ascomycota')."""
-    taxon = (taxon or "").strip()
-    if not taxon or taxon.lower() == "unassigned":
-        return ()
-    labels = [lab for lab in split_lineage(taxon)]
-    return tuple(labels[:known_depth(labels)])
 
 
 def reference_prefixes(ref_taxonomy: Dict[str, str]) -> set:
@@ -42,7 +33,7 @@ class Truth:
     def __init__(self, truth: Dict[str, tuple], prefixes: set):
         self.ids = sorted(truth)
         self.category = [truth[i][1] for i in self.ids]
-        self.lineage = [call_lineage(truth[i][0]) for i in self.ids]
+        self.lineage = [normalize_lineage(truth[i][0]) for i in self.ids]
         self.knowable = np.array([
             max([d for d in range(len(lin) + 1)
                  if d == 0 or ";".join(lin[:d]) in prefixes])
@@ -62,7 +53,7 @@ def evaluate(truth: Truth, calls: Dict[str, str]) -> dict:
     for k, rid in enumerate(truth.ids):
         if rid not in calls:
             n_missing += 1
-        call = call_lineage(calls.get(rid, ""))
+        call = normalize_lineage(calls.get(rid, ""))
         depth[k] = len(call)
         for r in range(N_RANKS):
             d = r + 1

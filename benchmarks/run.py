@@ -28,6 +28,7 @@ import sys
 import time
 
 from q2_barcodemamba.core.data import read_fasta
+from q2_barcodemamba.core.taxonomy import normalize_lineage
 
 from . import knn_probe, metrics, report
 from .calibration import (barcodemamba_rank_calls, best_threshold,
@@ -122,8 +123,8 @@ def calibrate(ds_dir: str, method_names, prefixes) -> dict:
                 at_default = metrics.evaluate(truth, mine)["right_call"]
                 cli = read_classification(os.path.join(
                     ds_dir, "methods", name, "test.qza"))
-                same = sum(metrics.call_lineage(mine[i])
-                           == metrics.call_lineage(cli[i][0]) for i in ids)
+                same = sum(normalize_lineage(mine[i])
+                           == normalize_lineage(cli[i][0]) for i in ids)
                 res["cli_agreement"] = 100 * same / len(ids)
         ts = res["test"]["thresholds"]
         best = best_threshold(res["val"])

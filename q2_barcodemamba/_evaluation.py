@@ -5,7 +5,9 @@ visualizer. Definitions (also shown on the page and in docs/visualizers.md):
 
 * A lineage is normalised by stripping spaces around each label and cutting
   it at the first empty or unknown label (``g__``, ``__``, ``''``,
-  ``s__unidentified``...); ``Unassigned`` is the empty lineage.
+  ``s__unidentified``...); ``Unassigned`` is the empty lineage
+  (:func:`q2_barcodemamba.core.taxonomy.normalize_lineage`, the rule the
+  classifier applies to its reference).
 * The taxon of a read at rank r is its lineage prefix down to r, so a rank
   is right only when all ranks above it are right too (homonyms under two
   parents stay distinct, as in the classifier's own labels).
@@ -23,35 +25,19 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .core.taxonomy import is_unknown
+from .core.inference import THRESHOLDS
+from .core.taxonomy import UNASSIGNED_NAMES, normalize_lineage, split_lineage
 
 OUTCOMES = ("correct", "misclassified", "under_call", "over_call")
 RANK_NAMES = {"k": "kingdom", "d": "domain", "p": "phylum", "c": "class",
               "o": "order", "f": "family", "g": "genus", "s": "species"}
-THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
-_EMPTY_RANK = re.compile(r"^[A-Za-z]{0,2}_{2}\s*$")
 _PREFIX_LETTER = re.compile(r"^([A-Za-z])_{2}")
-
-
-def normalize_lineage(taxon) -> Tuple[str, ...]:
-    """Labels of ``taxon`` down to the last known rank (empty for
-    Unassigned, missing or blank values)."""
-    if not isinstance(taxon, str) or taxon.strip().lower() in (
-            "", "unassigned", "nan"):
-        return ()
-    labels = [part.strip() for part in taxon.split(";")]
-    out = []
-    for lab in labels:
-        if _EMPTY_RANK.match(lab) or is_unknown(lab):
-            break
-        out.append(lab)
-    return tuple(out)
 
 
 def n_rank_fields(taxa: Sequence) -> int:
     """Largest number of ';'-separated fields among assigned lineages."""
-    n = [len(t.strip().rstrip(";").split(";")) for t in taxa
-         if isinstance(t, str) and t.strip().lower() not in ("", "unassigned")]
+    n = [len(split_lineage(t)) for t in taxa
+         if isinstance(t, str) and t.strip().lower() not in UNASSIGNED_NAMES]
     return max(n, default=0)
 
 

@@ -1,5 +1,7 @@
-"""Usage examples, registered with each action (shown by ``--help``,
-rendered for the CLI and Artifact API, executed by the tests).
+"""Artifact factories of the usage examples (the examples themselves sit
+with their action's registration: _method_registration.py,
+_visualizer_registration.py; shown by ``--help``, rendered for the CLI and
+Artifact API, executed by the tests).
 
 The factories build small real artifacts offline from the bundled yeast
 ITS data (q2_barcodemamba/data): 300 reference reads of 6 genera.
@@ -56,56 +58,9 @@ def _classifier_factory():
     return clf
 
 
-def fit_classifier_example(use):
-    reads = use.init_artifact("reference_reads", _reference_reads_factory)
-    taxonomy = use.init_artifact("reference_taxonomy",
-                                 _reference_taxonomy_factory)
-    classifier, = use.action(
-        use.UsageAction(plugin_id="barcodemamba",
-                        action_id="fit_classifier"),
-        use.UsageInputs(reference_reads=reads, reference_taxonomy=taxonomy,
-                        epochs=2),
-        use.UsageOutputNames(classifier="classifier"))
-    classifier.assert_output_type("BarcodeMambaClassifier")
-
-
-def classify_example(use):
-    reads = use.init_artifact("reads", _query_reads_factory)
-    classifier = use.init_artifact("classifier", _classifier_factory)
-    classification, = use.action(
-        use.UsageAction(plugin_id="barcodemamba", action_id="classify"),
-        use.UsageInputs(reads=reads, classifier=classifier),
-        use.UsageOutputNames(classification="classification"))
-    classification.assert_output_type("FeatureData[Taxonomy]")
-
-
 def _backbone_factory():
     from qiime2.plugins import barcodemamba
     backbone, = barcodemamba.methods.pretrain(
         sequences=_reference_reads_factory(), epochs=1, vocab_size=128,
         n_threads=2)
     return backbone
-
-
-def pretrain_example(use):
-    seqs = use.init_artifact("unlabelled_sequences",
-                             _reference_reads_factory)
-    backbone, = use.action(
-        use.UsageAction(plugin_id="barcodemamba", action_id="pretrain"),
-        use.UsageInputs(sequences=seqs, epochs=1, vocab_size=128),
-        use.UsageOutputNames(backbone="backbone"))
-    backbone.assert_output_type("BarcodeMambaBackbone")
-
-
-def fit_classifier_from_backbone_example(use):
-    reads = use.init_artifact("reference_reads", _reference_reads_factory)
-    taxonomy = use.init_artifact("reference_taxonomy",
-                                 _reference_taxonomy_factory)
-    backbone = use.init_artifact("backbone", _backbone_factory)
-    classifier, = use.action(
-        use.UsageAction(plugin_id="barcodemamba",
-                        action_id="fit_classifier"),
-        use.UsageInputs(reference_reads=reads, reference_taxonomy=taxonomy,
-                        backbone=backbone, epochs=1),
-        use.UsageOutputNames(classifier="classifier"))
-    classifier.assert_output_type("BarcodeMambaClassifier")

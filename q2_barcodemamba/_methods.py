@@ -1,26 +1,29 @@
-"""Thin QIIME 2 actions: QIIME views in, core calls, QIIME views out."""
+"""Thin QIIME 2 actions: QIIME views in, core calls, QIIME views out.
+
+QIIME 2 registers each action by its Python signature, so the defaults are
+written here, and read from the configuration dataclasses of
+:mod:`.core.config` (the one place of every default).
+"""
 import pandas as pd
 from q2_types.feature_data import DNAFASTAFormat, TSVTaxonomyFormat
 
-from .core.backbones import shipped_backbone
+from .core.backbones import PretrainedBackbone, choose_backbone
 from .core.classifier import TaxonomicClassifier
-from .core.config import TrainConfig
-from .core.data import read_fasta
-from .core.pretrain import PretrainConfig, PretrainedBackbone
+from .core.config import DEFAULT_PRESET, PretrainConfig, TrainConfig
+from .core.data import read_fasta, read_reads
 from .core.pretrain import pretrain as _pretrain
-from .core.train import log
+
+_P, _T = PretrainConfig, TrainConfig
 
 
-def pretrain(sequences: DNAFASTAFormat, preset: str = "tiny",
-             epochs: int = 15, batch_size: int = 64,
-             learning_rate: float = 8e-4, max_length: int = 512,
-             vocab_size: int = 1024, checkpoint_dir: str = None,
-             random_seed: int = 0, device: str = "auto",
-             n_threads: int = 0) -> PretrainedBackbone:
-    ids, seqs = [], []
-    for rid, seq in read_fasta(str(sequences)):
-        ids.append(rid)
-        seqs.append(seq)
+def pretrain(sequences: DNAFASTAFormat, preset: str = DEFAULT_PRESET,
+             epochs: int = _P.epochs, batch_size: int = _P.batch_size,
+             learning_rate: float = _P.learning_rate,
+             max_length: int = _P.max_length,
+             vocab_size: int = _P.vocab_size, checkpoint_dir: str = None,
+             random_seed: int = _P.random_seed, device: str = _P.device,
+             n_threads: int = _P.n_threads) -> PretrainedBackbone:
+    ids, seqs = read_reads(str(sequences))
     pc = PretrainConfig(epochs=epochs, batch_size=batch_size,
                         learning_rate=learning_rate, max_length=max_length,
                         vocab_size=vocab_size, random_seed=random_seed,
@@ -34,31 +37,25 @@ def pretrain(sequences: DNAFASTAFormat, preset: str = "tiny",
 def fit_classifier(reference_reads: DNAFASTAFormat,
                    reference_taxonomy: pd.Series,
                    backbone: PretrainedBackbone = None,
-                   preset: str = "tiny", pretrained: bool = True,
-                   epochs: int = 20, batch_size: int = 32,
+                   preset: str = DEFAULT_PRESET, pretrained: bool = True,
+                   epochs: int = _T.epochs, batch_size: int = _T.batch_size,
                    learning_rate: object = "auto",
-                   max_length: int = 512, validation_fraction: float = 0.1,
-                   refit: bool = True, heads: str = "multi",
-                   hls_epsilon: float = 0.0,
-                   class_weight_power: float = 0.0, random_seed: int = 0,
-                   device: str = "auto",
-                   n_threads: int = 0) -> TaxonomicClassifier:
-    ids, seqs = [], []
-    for rid, seq in read_fasta(str(reference_reads)):
-        ids.append(rid)
-        seqs.append(seq)
+                   max_length: int = _T.max_length,
+                   validation_fraction: float = _T.validation_fraction,
+                   refit: bool = _T.refit, heads: str = _T.heads,
+                   hls_epsilon: float = _T.hls_epsilon,
+                   class_weight_power: float = _T.class_weight_power,
+                   random_seed: int = _T.random_seed,
+                   device: str = _T.device,
+                   n_threads: int = _T.n_threads) -> TaxonomicClassifier:
+    ids, seqs = read_reads(str(reference_reads))
     taxonomy = reference_taxonomy.astype(str)
     if taxonomy.index.duplicated().any():
         dup = list(taxonomy.index[taxonomy.index.duplicated()][:5])
         raise ValueError(f"The reference taxonomy lists some ids more than "
                          f"once, e.g. {dup}; ids must be unique.")
-    lr = None if learning_rate == "auto" else float(learning_rate)
-    if backbone is None and pretrained:
-        backbone = shipped_backbone(preset)  # None for presets without one
-        if backbone is None:
-            log(f"no pretrained backbone ships for preset {preset!r}: "
-                "training from scratch (pretrain one with 'qiime "
-                "barcodemamba pretrain' and pass it with --i-backbone)")
+    # "auto": the dataclass's None, i.e. the rate of the starting point
+    lr = _T.learning_rate if learning_rate == "auto" else float(learning_rate)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size,
                        learning_rate=lr, max_length=max_length, heads=heads,
                        validation_fraction=validation_fraction, refit=refit,
@@ -67,13 +64,14 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
                        random_seed=random_seed, device=device,
                        n_threads=n_threads)
     clf = TaxonomicClassifier(preset, train_config=tcfg)
-    return clf.fit(ids, seqs, taxonomy.to_dict(), backbone=backbone)
+    return clf.fit(ids, seqs, taxonomy.to_dict(),
+                   backbone=choose_backbone(backbone, preset, pretrained))
 
 
 def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
              confidence: object = "auto", read_orientation: str = "auto",
-             batch_size: object = "auto", device: str = "auto",
-             n_threads: int = 0) -> TSVTaxonomyFormat:
+             batch_size: object = "auto", device: str = _T.device,
+             n_threads: int = _T.n_threads) -> TSVTaxonomyFormat:
     threshold = (None if confidence == "disable" else confidence
                  if confidence == "auto" else float(confidence))
     out = TSVTaxonomyFormat()

@@ -14,10 +14,12 @@ import q2templates
 
 from . import _plots
 from ._evaluation import (OUTCOMES, confusion, evaluate, n_rank_fields,
-                          normalize_lineage, rank_names)
+                          rank_names)
 from ._formats import BarcodeMambaClassifierDirFmt
 from ._version import __version__
+from .core.inference import DEFAULT_CONFIDENCE
 from .core.io import load_classifier, read_config
+from .core.taxonomy import normalize_lineage
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
@@ -104,7 +106,8 @@ def provenance_text(cfg: dict, clf, summary: dict) -> str:
             f"{cal['right_call_rate'][i]:.3f} on the validation split).")
     else:
         lines.append(f"Calibration: temperature {cal['temperature']:.3g}; "
-                     "no validation split, so 'auto' confidence is 0.7.")
+                     "no validation split, so 'auto' confidence is "
+                     f"{DEFAULT_CONFIDENCE}.")
     return "\n".join(lines)
 
 
@@ -122,6 +125,7 @@ def summarize_classifier(output_dir: str,
     ctx = {"title": "BarcodeMamba+ classifier summary",
            "current_version": __version__,
            "written_by": cfg.get("package_version", "?"),
+           "default_confidence": DEFAULT_CONFIDENCE,
            "plots": {}, "downloads": []}
 
     overview = [

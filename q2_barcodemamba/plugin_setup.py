@@ -1,18 +1,16 @@
-"""The q2-barcodemamba Plugin object: registrations only."""
+"""The q2-barcodemamba Plugin object: registrations only.
+
+Types and formats are registered here; each action family is registered
+together with its usage examples: the methods in _method_registration.py,
+the visualizers in _visualizer_registration.py.
+"""
 import importlib
 
-from qiime2.plugin import (Bool, Choices, Citations, Float, Int, Plugin, Range,
-                           Str)
-from q2_types.feature_data import FeatureData, Sequence, Taxonomy
+from qiime2.plugin import Citations, Plugin
 
 from . import __version__
-from ._examples import (classify_example, fit_classifier_example,
-                        fit_classifier_from_backbone_example,
-                        pretrain_example)
 from ._formats import BarcodeMambaBackboneDirFmt, BarcodeMambaClassifierDirFmt
-from ._methods import classify, fit_classifier, pretrain
 from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
-from .core.config import PRESETS
 
 citations = Citations.load("citations.bib", package="q2_barcodemamba")
 
@@ -36,217 +34,8 @@ plugin.register_semantic_type_to_format(
 plugin.register_semantic_type_to_format(
     BarcodeMambaBackbone, artifact_format=BarcodeMambaBackboneDirFmt)
 
-# Knobs shared by both actions: one type and one description each.
-_shared_parameters = {
-    "device": Str % Choices(["auto", "cpu", "cuda"]),
-    "n_threads": Int % Range(0, None),
-}
-_shared_descriptions = {
-    "device": "Where the network runs: 'auto' uses a CUDA GPU when PyTorch "
-              "sees one, else the CPU.",
-    "n_threads": "CPU threads used by PyTorch (0 = PyTorch's default, "
-                 "usually all cores). Has no effect on a GPU.",
-}
-
-plugin.methods.register_function(
-    function=pretrain,
-    inputs={"sequences": FeatureData[Sequence]},
-    parameters={
-        "preset": Str % Choices(sorted(PRESETS)),
-        "epochs": Int % Range(1, None),
-        "batch_size": Int % Range(1, None),
-        "learning_rate": Float % Range(0, 1, inclusive_start=False),
-        "max_length": Int % Range(16, None),
-        "vocab_size": Int % Range(16, 65536),
-        "checkpoint_dir": Str,
-        "random_seed": Int % Range(0, None),
-        **_shared_parameters,
-    },
-    outputs=[("backbone", BarcodeMambaBackbone)],
-    input_descriptions={
-        "sequences": "Unlabelled barcode sequences (e.g. all ITS reads of "
-                     "UNITE, or your own amplicons). Taxonomy is not needed; "
-                     "the more sequences of the region you will classify, "
-                     "the better.",
-    },
-    parameter_descriptions={
-        "preset": "Model size of the backbone. 'tiny' (~0.45M backbone "
-                  "parameters) runs on a laptop CPU; 'paper-12m' and "
-                  "'paper-50m' are the sizes of the BarcodeMamba+ paper and "
-                  "want a GPU. fit-classifier adopts this size.",
-        "epochs": "Passes over the sequences (BarcodeMamba+: 15).",
-        "batch_size": "Sequences per optimisation step.",
-        "learning_rate": "Peak AdamW learning rate after a short warm-up, "
-                         "then cosine decay (BarcodeMamba+: 8e-4).",
-        "max_length": "BPE tokens kept per sequence (~6 bp each on ITS); "
-                      "longer sequences keep their 5' end.",
-        "vocab_size": "Size of the BPE vocabulary learnt on the sequences, "
-                      "including 4 special tokens.",
-        "checkpoint_dir": "A directory (created if needed) that receives a "
-                          "checkpoint (safetensors + JSON) after every "
-                          "epoch. Re-running the same command with the same "
-                          "directory resumes after the last finished epoch "
-                          "and gives the same backbone as an uninterrupted "
-                          "run. Unset: no checkpoints.",
-        "random_seed": "Seed for the validation sample, initialisation and "
-                       "batch order.",
-        **_shared_descriptions,
-    },
-    output_descriptions={"backbone": "Pretrained backbone: tokenizer, "
-                                     "weights and configuration, for "
-                                     "fit-classifier's backbone input."},
-    name="Pretrain a BarcodeMamba+ backbone on unlabelled sequences",
-    description="Learn a BPE tokenizer on unlabelled barcodes, then train "
-                "the Mamba-2 backbone to predict each next token "
-                "(self-supervised). Fine-tune it with fit-classifier "
-                "--i-backbone. Progress (loss, tokens/s) is shown with "
-                "--verbose. For several GPUs, use torchrun with "
-                "'python -m q2_barcodemamba.core.cli pretrain' and import "
-                "the result with 'qiime tools import --type "
-                "BarcodeMambaBackbone'.",
-    citations=[citations["barcodemamba_plus"], citations["mamba2"]],
-    examples={"pretrain_unlabelled_its": pretrain_example},
-)
-
-plugin.methods.register_function(
-    function=fit_classifier,
-    inputs={"reference_reads": FeatureData[Sequence],
-            "reference_taxonomy": FeatureData[Taxonomy],
-            "backbone": BarcodeMambaBackbone},
-    parameters={
-        "preset": Str % Choices(sorted(PRESETS)),
-        "pretrained": Bool,
-        "epochs": Int % Range(1, None),
-        "batch_size": Int % Range(1, None),
-        "learning_rate": Float % Range(0, 1, inclusive_start=False)
-        | Str % Choices(["auto"]),
-        "max_length": Int % Range(16, None),
-        "validation_fraction": Float % Range(0, 0.5, inclusive_end=True),
-        "refit": Bool,
-        "heads": Str % Choices(["multi", "single"]),
-        "hls_epsilon": Float % Range(0, 0.1, inclusive_end=True),
-        "class_weight_power": Float % Range(0, 1, inclusive_end=True),
-        "random_seed": Int % Range(0, None),
-        **_shared_parameters,
-    },
-    outputs=[("classifier", BarcodeMambaClassifier)],
-    input_descriptions={
-        "reference_reads": "Reference barcode reads (e.g. UNITE ITS "
-                           "sequences) trimmed to the region your reads "
-                           "cover.",
-        "reference_taxonomy": "Lineage of every reference read, "
-                              "'k__...;p__...;...;s__...' with the same "
-                              "number of ranks for all reads.",
-        "backbone": "A pretrained backbone (from pretrain) to fine-tune; "
-                    "its tokenizer and model size are used and 'preset' is "
-                    "ignored. Without it the backbone shipped with the "
-                    "package is used (see 'pretrained').",
-    },
-    parameter_descriptions={
-        "preset": "Model size when no backbone is given. 'tiny' (~0.5M "
-                  "parameters + heads) trains on a laptop CPU and has a "
-                  "shipped pretrained backbone; 'small', 'paper-12m', "
-                  "'paper-50m' (the paper's sizes) train from scratch "
-                  "unless you pass a backbone, and want a GPU.",
-        "pretrained": "Start from the pretrained 'tiny' backbone shipped "
-                      "with the package (when no backbone input is given "
-                      "and preset is 'tiny'). --p-no-pretrained trains from "
-                      "random weights with a tokenizer learnt on the "
-                      "reference.",
-        "heads": "'multi': one classification head per rank plus a head "
-                 "over whole reference lineages (BarcodeMamba+); 'single': "
-                 "only the lineage head. Predictions come from the lineage "
-                 "head in both cases, so lineages are always consistent.",
-        "epochs": "Maximum passes over the reference; training stops "
-                  "earlier when the validation loss has not improved for 3 "
-                  "epochs.",
-        "batch_size": "Reference reads per optimisation step.",
-        "learning_rate": "Peak AdamW learning rate (after a linear warm-up, "
-                         "then cosine decay). 'auto': 3e-3 from random "
-                         "weights, the fine-tuning rate measured best in "
-                         "docs/ablation.md from a pretrained backbone.",
-        "max_length": "Tokens kept per read (BPE tokens cover ~6 bp on "
-                      "ITS); longer reads keep their 5' end.",
-        "validation_fraction": "Share of reference reads held out, as whole "
-                               "haplotype clusters and whole species, for "
-                               "early stopping and confidence calibration. "
-                               "0 trains on everything for 'epochs' epochs "
-                               "without calibration.",
-        "refit": "After early stopping, train a fresh network on all "
-                 "reference reads (validation reads included) for the best "
-                 "number of epochs, so no reference species is left out. "
-                 "Doubles training time; the calibration of the first run "
-                 "is kept.",
-        "hls_epsilon": "Hierarchical label smoothing: probability mass per "
-                       "ancestor rank spread over the taxa that share that "
-                       "ancestor with the true taxon, by their frequency "
-                       "(MycoAI, BarcodeMamba+ use 0.02). 0 uses flat "
-                       "label smoothing of 0.05 instead.",
-        "class_weight_power": "Weight each class's loss by n^-power (n = "
-                              "its reference reads): 0.5 is the inverse "
-                              "square root of BarcodeMamba+, favouring rare "
-                              "taxa; 0 weights all reads equally.",
-        "random_seed": "Seed for the split, initialisation and batch order; "
-                       "the same seed gives the same classifier on CPU.",
-        **_shared_descriptions,
-    },
-    output_descriptions={"classifier": "Trained BarcodeMamba+ classifier."},
-    name="Train a BarcodeMamba+ classifier",
-    description="Train a BarcodeMamba+ taxonomic classifier (tokenizer, "
-                "Mamba-2 network, per-rank heads, calibrated confidence) on "
-                "reference reads and their taxonomy.",
-    citations=[citations["barcodemamba_plus"], citations["mamba2"]],
-    examples={"fit_classifier_yeast_its": fit_classifier_example,
-              "fit_classifier_from_backbone":
-              fit_classifier_from_backbone_example},
-)
-
-plugin.methods.register_function(
-    function=classify,
-    inputs={"reads": FeatureData[Sequence],
-            "classifier": BarcodeMambaClassifier},
-    parameters={
-        "confidence": Float % Range(0, 1, inclusive_end=True)
-        | Str % Choices(["auto", "disable"]),
-        "read_orientation": Str % Choices(["auto", "same",
-                                           "reverse-complement"]),
-        "batch_size": Int % Range(1, None) | Str % Choices(["auto"]),
-        **_shared_parameters,
-    },
-    outputs=[("classification", FeatureData[Taxonomy])],
-    input_descriptions={
-        "reads": "Reads (features) to classify.",
-        "classifier": "A classifier from fit-classifier.",
-    },
-    parameter_descriptions={
-        "confidence": "Report each read's lineage down to the deepest rank "
-                      "whose confidence (the summed calibrated probability "
-                      "of all reference lineages below that taxon) is at "
-                      "least this value; 'disable' reports the full "
-                      "lineage. Reads failing even the top rank are "
-                      "'Unassigned'. 'auto' uses the threshold that gave "
-                      "the most right calls on the held-out haplotypes and "
-                      "species of the classifier's validation split (0.7 "
-                      "when it was trained without one); 0.7 is "
-                      "classify-sklearn's default.",
-        "read_orientation": "'auto' decides per read, by which strand shares "
-                            "more 10-mers with the reference; 'same' or "
-                            "'reverse-complement' skip the check.",
-        "batch_size": "Reads per forward pass. Memory grows with it, not "
-                      "with the number of reads. 'auto': on a CPU, "
-                      "batches of at most 8,192 padded tokens (64 full-ITS "
-                      "or ~200 ITS2 reads; larger batches are slower on a "
-                      "CPU), on a GPU 1024 reads: the fastest measured.",
-        **_shared_descriptions,
-    },
-    output_descriptions={"classification": "Taxonomy (Taxon, Confidence) "
-                                           "per read."},
-    name="Classify reads with a BarcodeMamba+ classifier",
-    description="Assign taxonomy to reads with a trained BarcodeMamba+ "
-                "classifier; reads are streamed in batches.",
-    citations=[citations["barcodemamba_plus"]],
-    examples={"classify_yeast_its": classify_example},
-)
+from ._method_registration import register_methods  # noqa: E402
+register_methods(plugin, citations)
 
 importlib.import_module("q2_barcodemamba._transformers")
 

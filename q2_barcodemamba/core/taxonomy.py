@@ -4,10 +4,11 @@ Class identity at each rank is the *lineage prefix* down to that rank
 (``k__Fungi;...;g__Candida``), so a homonym under two parents stays two
 classes and every prediction walk down the tree is consistent.
 
-Unknown labels (``unidentified``, an empty name such as ``s__``, ``unknown``)
-end a lineage: that rank and all deeper ranks are ignored in the loss of
-those ranks and the reference record counts as a leaf at its deepest known
-rank. UNITE placeholders such as ``s__Candida_sp`` or
+Unknown labels (``unidentified``, an empty name such as ``s__`` or a bare
+``__``, ``unknown``) end a lineage: that rank and all deeper ranks are
+ignored in the loss of those ranks and the reference record counts as a
+leaf at its deepest known rank. :func:`normalize_lineage` applies the same
+rule to calls and expected taxonomies (evaluation views, benchmarks). UNITE placeholders such as ``s__Candida_sp`` or
 ``f__Saccharomycetales_fam_Incertae_sedis`` are kept as ordinary classes: they
 carry real information about the ancestor ranks.
 """
@@ -20,7 +21,8 @@ import numpy as np
 
 RANKS = ("kingdom", "phylum", "class", "order", "family", "genus", "species")
 UNKNOWN_NAMES = {"", "unidentified", "unknown", "unclassified", "none", "na"}
-_PREFIX = re.compile(r"^[A-Za-z]{1,2}__")
+UNASSIGNED_NAMES = {"", "unassigned", "nan"}   # a whole taxon without a call
+_PREFIX = re.compile(r"^[A-Za-z]{0,2}__")
 
 
 def split_lineage(taxon: str) -> List[str]:
@@ -29,7 +31,8 @@ def split_lineage(taxon: str) -> List[str]:
 
 
 def is_unknown(label: str) -> bool:
-    """True for ``unidentified``-style placeholders (with or w/o prefix)."""
+    """True for ``unidentified``-style placeholders and empty names (with
+    or without a rank prefix: ``s__``, ``__``, ``''``)."""
     name = _PREFIX.sub("", label.strip()).strip().lower()
     return name in UNKNOWN_NAMES
 
@@ -40,6 +43,17 @@ def known_depth(labels: Sequence[str]) -> int:
         if is_unknown(lab):
             return i
     return len(labels)
+
+
+def normalize_lineage(taxon) -> Tuple[str, ...]:
+    """Labels of ``taxon`` down to the last known rank: stripped of spaces,
+    cut at the first empty or unknown label; empty for ``Unassigned``,
+    missing (None, NaN) or blank values."""
+    if not isinstance(taxon, str) or taxon.strip().lower() in \
+            UNASSIGNED_NAMES:
+        return ()
+    labels = split_lineage(taxon)
+    return tuple(labels[:known_depth(labels)])
 
 
 def parse_taxonomy(ids: Sequence[str], taxa: Sequence[str]

@@ -17,9 +17,9 @@ import qiime2
 from qiime2.plugin.testing import TestPluginBase
 
 from q2_barcodemamba._evaluation import (confusion, evaluate,
-                                         normalize_lineage, parse_confidence,
-                                         rank_names)
+                                         parse_confidence, rank_names)
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
+from q2_barcodemamba.core.taxonomy import normalize_lineage
 from q2_barcodemamba.tests import browser
 from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
 
