@@ -1,7 +1,8 @@
 # q2-barcodemamba: two commands on a fresh Debian 12 machine (root or sudo).
 #   make demo   install everything, fit a classifier on bundled real ITS data,
 #               classify reads, write a taxa barplot       (see README.md)
-#   make test   install everything, run the whole test suite
+#   make test   install everything, run the whole test suite (tests/ and
+#               the package's q2_barcodemamba/tests)
 # Both are idempotent: steps already done are skipped via stamp files.
 
 VENV      ?= .venv
@@ -21,8 +22,10 @@ STAMPS    := $(VENV)/.stamps
 demo: install
 	PYTHONUNBUFFERED=1 $(PY) scripts/demo.py --qiime $(QIIME) --output-dir $(DEMO_DIR)
 
+# the installed package's own tests (q2_barcodemamba/tests, what the conda
+# recipe runs) and those that need this source checkout (tests/)
 test: install $(STAMPS)/planemo
-	$(PY) -m pytest --pyargs q2_barcodemamba -ra
+	$(PY) -m pytest -ra tests --pyargs q2_barcodemamba
 
 install: $(STAMPS)/package
 

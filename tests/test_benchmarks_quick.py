@@ -17,7 +17,7 @@ import sys
 import tempfile
 import unittest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BENCH = os.path.join(REPO, "benchmarks")
 METHODS = {"naive-bayes", "vsearch", "vsearch-top-hit", "blast",
            "barcodemamba"}
