@@ -172,7 +172,9 @@ def _register_fit_classifier(plugin, citations) -> None:
                                "cover.",
             "reference_taxonomy": "Lineage of every reference read, "
                                   "'k__...;p__...;...;s__...' with the same "
-                                  "number of ranks for all reads.",
+                                  "number of ranks for all reads. Records "
+                                  "of other ids are ignored (--verbose "
+                                  "counts them).",
             "backbone": "A pretrained backbone (from pretrain) to fine-tune; "
                         "its tokenizer and model size are used and 'preset' "
                         "is ignored. Without it the backbone shipped with "

@@ -29,12 +29,18 @@ from .train import fit_network
 
 
 def check_reference(ids: Sequence[str], seqs: Sequence[str],
-                    taxonomy: Dict[str, str], min_length: int
-                    ) -> List[str]:
+                    taxonomy: Dict[str, str], min_length: int,
+                    progress=log) -> List[str]:
     """Validate reference reads against their taxonomy; return clean seqs.
 
-    Errors name the first offending ids, the count and the fix.
+    Errors name the first offending ids, the count and the fix. Taxonomy
+    records without a read (e.g. a full UNITE taxonomy beside filtered
+    reads) are ignored and counted in the progress output, as
+    classify-sklearn does; reads without taxonomy are an error.
     """
+    if not len(ids):
+        raise ValueError("No reference reads were given: the reference "
+                         "must hold at least one read with its taxonomy.")
     dup = [i for i, c in Counter(ids).items() if c > 1]
     if dup:
         raise ValueError(f"{len(dup)} reference read ids occur more than "
@@ -46,12 +52,10 @@ def check_reference(ids: Sequence[str], seqs: Sequence[str],
                          f"e.g. {missing[:5]}. Every reference read needs a "
                          "lineage: filter the reads to the taxonomy (e.g. "
                          "qiime feature-table filter-seqs).")
-    idset = set(ids)
-    orphans = [i for i in taxonomy if i not in idset]
-    if orphans:
-        raise ValueError(f"{len(orphans)} taxonomy records have no reference "
-                         f"read, e.g. {orphans[:5]}. Use the taxonomy that "
-                         "belongs to these reads, or filter it to them.")
+    n_extra = len(taxonomy) - len(set(ids))
+    if n_extra > 0:
+        progress(f"reference taxonomy: {n_extra} records without a reference "
+                 "read ignored")
     clean = []
     for rid, s in zip(ids, seqs):
         c = clean_sequence(s, rid)
@@ -136,7 +140,8 @@ class TaxonomicClassifier:
             taxonomy: Dict[str, str], progress=log,
             backbone=None) -> "TaxonomicClassifier":
         """Train on reference reads (``ids``, ``seqs``) with lineages
-        ``taxonomy`` (id -> ``k__...;s__...`` string).
+        ``taxonomy`` (id -> ``k__...;s__...`` string; records of other ids
+        are ignored).
 
         ``backbone``: a :class:`.backbones.PretrainedBackbone` to fine-tune
         (its tokenizer and model size are used); None trains from random
@@ -148,7 +153,7 @@ class TaxonomicClassifier:
                 tc, learning_rate=FINETUNE_LR if backbone is not None
                 else SCRATCH_LR)
         t_start = time.time()
-        seqs = check_reference(ids, seqs, taxonomy, tc.min_length)
+        seqs = check_reference(ids, seqs, taxonomy, tc.min_length, progress)
         lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
         warn_conflicts(lineages)
         train_idx, val_idx = grouped_split(seqs, lineages,

@@ -85,9 +85,8 @@ def test_classify_rejects_invalid_characters_and_duplicate_ids():
     (lambda i, s, t: (i + [i[0]], s + [s[0]], t), "occur more than once"),
     (lambda i, s, t: (i, s, {k: v for k, v in t.items() if k != i[3]}),
      "1 reference reads have no taxonomy"),
-    (lambda i, s, t: (i, s, {**t, "ghost": t[i[0]]}),
-     "1 taxonomy records have no reference read.*ghost"),
     (lambda i, s, t: (i, [""] + s[1:], t), "is 0 bp long"),
+    (lambda i, s, t: ([], [], t), "No reference reads were given"),
     (lambda i, s, t: (i, s, {**t, i[2]: "k__Fungi;p__Ascomycota"}),
      "has 2 ranks"),
 ])
@@ -147,3 +146,32 @@ def test_classify_batch_size_auto_and_validation():
     assert np.allclose([a[2] for a in auto], [f[2] for f in fixed],
                        atol=1e-5)
 
+
+def test_taxonomy_with_more_ids_than_reads_is_accepted():
+    """A taxonomy covering more ids than the reads (e.g. all of UNITE beside
+    filtered reads) is used for the reads it covers; the other records are
+    ignored and counted in the progress output, as classify-sklearn does.
+    They do not change the classifier."""
+    ids, seqs, tax = small_reference()
+    ids, seqs = ids[:120], seqs[:120]
+    own = {i: tax[i] for i in ids}
+    # extra records first, one with another number of ranks
+    extra = {"ghost-1": "k__Fungi;p__Nowhere", **{
+        f"ghost-{k}": tax[i] for k, i in enumerate(ids[:40], start=2)}}
+    tc = TrainConfig(epochs=1, batch_size=32, vocab_size=128, n_threads=2,
+                     random_seed=3, refit=False)
+    msgs = []
+    a = TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, {**extra, **own}, progress=msgs.append)
+    assert "reference taxonomy: 41 records without a reference read " \
+           "ignored" in msgs
+    b = TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, own, progress=msgs.append)
+    assert a.labels.to_dict() == b.labels.to_dict()
+    assert np.array_equal(a.predict_proba(seqs[:20]),
+                          b.predict_proba(seqs[:20]))
+    # reads without taxonomy stay an error
+    with pytest.raises(ValueError, match="2 reference reads have no "
+                                         "taxonomy.*Every reference read"):
+        TaxonomicClassifier("tiny", train_config=tc).fit(
+            ids, seqs, {i: own[i] for i in ids[2:]}, progress=msgs.append)

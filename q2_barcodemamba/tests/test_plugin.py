@@ -1,4 +1,6 @@
 """Plugin layer with real QIIME 2: formats, transformers, Artifact API."""
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -15,7 +17,7 @@ from q2_barcodemamba._formats import BarcodeMambaClassifierDirFmt
 from q2_barcodemamba.core.backbones import shipped_backbone
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.config import FINETUNE_LR
-from q2_barcodemamba.core.pretrain import PretrainedBackbone
+from q2_barcodemamba.core.backbones import PretrainedBackbone
 from q2_barcodemamba.core.io import save_classifier
 from q2_barcodemamba.tests.helpers import (small_reference, tiny_classifier,
                                            write_reference)
@@ -90,12 +92,21 @@ class ArtifactAPITests(TestPluginBase):
     def test_fit_and_classify_through_artifact_api(self):
         from qiime2.plugins import barcodemamba
         ids, seqs, tax = small_reference()
-        fasta, taxonomy = write_reference(self.temp_dir.name, ids, seqs, tax)
+        fasta, _ = write_reference(self.temp_dir.name, ids, seqs, tax)
+        # the taxonomy lists 3 more ids than there are reads: accepted
+        _, taxonomy = write_reference(self.temp_dir.name, ids + [
+            "other-1", "other-2", "other-3"], seqs, {
+            **tax, "other-1": tax[ids[0]], "other-2": tax[ids[1]],
+            "other-3": tax[ids[2]]})
         reads = qiime2.Artifact.import_data("FeatureData[Sequence]", fasta)
         taxa = qiime2.Artifact.import_data("FeatureData[Taxonomy]", taxonomy)
-        clf, = barcodemamba.methods.fit_classifier(
-            reference_reads=reads, reference_taxonomy=taxa, epochs=2,
-            batch_size=32, n_threads=2)
+        progress = io.StringIO()
+        with contextlib.redirect_stderr(progress):
+            clf, = barcodemamba.methods.fit_classifier(
+                reference_reads=reads, reference_taxonomy=taxa, epochs=2,
+                batch_size=32, n_threads=2)
+        self.assertIn("3 records without a reference read ignored",
+                      progress.getvalue())
         self.assertEqual(str(clf.type), "BarcodeMambaClassifier")
         # no pickle anywhere in the artifact
         with tempfile.TemporaryDirectory() as d:
@@ -182,6 +193,13 @@ class BackboneTests(TestPluginBase):
             BarcodeMambaBackboneDirFmt(path, mode="r").validate(level="max")
 
 
+IMPORT_REFERENCE = [
+    ("tools", "import", "--type", "FeatureData[Sequence]",
+     "--input-path", "reads.fasta", "--output-path", "ref.qza"),
+    ("tools", "import", "--type", "FeatureData[Taxonomy]",
+     "--input-path", "taxonomy.tsv", "--output-path", "tax.qza")]
+
+
 class CLITests(TestPluginBase):
     package = "q2_barcodemamba.tests"
 
@@ -202,11 +220,7 @@ class CLITests(TestPluginBase):
     def test_cli_pretrain_then_fit_with_backbone(self):
         ids, seqs, tax = small_reference()
         write_reference(self.temp_dir.name, ids[:200], seqs[:200], tax)
-        steps = [
-            ("tools", "import", "--type", "FeatureData[Sequence]",
-             "--input-path", "reads.fasta", "--output-path", "ref.qza"),
-            ("tools", "import", "--type", "FeatureData[Taxonomy]",
-             "--input-path", "taxonomy.tsv", "--output-path", "tax.qza"),
+        steps = IMPORT_REFERENCE + [
             ("barcodemamba", "pretrain", "--i-sequences", "ref.qza",
              "--p-epochs", "1", "--p-vocab-size", "96", "--p-n-threads",
              "2", "--o-backbone", "bb.qza", "--verbose"),
@@ -235,11 +249,7 @@ class CLITests(TestPluginBase):
         with open(os.path.join(self.temp_dir.name, "query.fasta"), "w") as fh:
             for i, s in zip(q_ids, seqs[-40:]):
                 fh.write(f">{i}\n{s}\n")
-        steps = [
-            ("tools", "import", "--type", "FeatureData[Sequence]",
-             "--input-path", "reads.fasta", "--output-path", "ref.qza"),
-            ("tools", "import", "--type", "FeatureData[Taxonomy]",
-             "--input-path", "taxonomy.tsv", "--output-path", "tax.qza"),
+        steps = IMPORT_REFERENCE + [
             ("tools", "import", "--type", "FeatureData[Sequence]",
              "--input-path", "query.fasta", "--output-path", "query.qza"),
             ("barcodemamba", "fit-classifier", "--i-reference-reads",
@@ -269,7 +279,6 @@ class CLITests(TestPluginBase):
                        "--i-classifier", "y.qza", "--p-confidence", "1.5",
                        "--o-classification", "z.qza")
         self.assertNotEqual(r.returncode, 0)
-
 
 class UsageExampleTests(TestPluginBase):
     package = "q2_barcodemamba.tests"
