@@ -301,16 +301,6 @@ class KmerOrienter:
             present[codes[valid]] = True
         return cls(np.packbits(present), k)
 
-    def shared_fraction(self, seq: str) -> float:
-        codes = _kmer_codes(seq, self.k)
-        if codes.size == 0:
-            return 0.0
-        hit = (self.bits[codes >> 3] >> (7 - (codes & 7))) & 1
-        return float(hit.mean())
-
-    def is_reverse(self, seq: str) -> bool:
-        return bool(self.reverse_mask([seq])[0])
-
     def reverse_mask(self, seqs: Sequence[str]) -> np.ndarray:
         """Boolean per read: its reverse complement shares more k-mers with
         the reference than the read as given.
@@ -319,7 +309,8 @@ class KmerOrienter:
         concatenated reads, and a 4**k table gives each k-mer's vote,
         hit(reverse complement) - hit(itself), so no reversed strings are
         built; the votes are summed per read. Same decisions as comparing
-        :meth:`shared_fraction` of the read and of its reverse complement.
+        the shares of the read's k-mers and of its reverse complement's
+        k-mers found in the reference.
         """
         if self._vote is None:
             hit = np.unpackbits(self.bits).astype(np.int8)

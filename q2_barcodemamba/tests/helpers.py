@@ -7,15 +7,10 @@ from q2_barcodemamba.core.config import TrainConfig
 from q2_barcodemamba.core.data import read_fasta, read_taxonomy
 
 PKG_DATA = os.path.join(os.path.dirname(__file__), "..", "data")
-TEST_DATA = os.path.join(os.path.dirname(__file__), "data")
 
 
 def data_path(name: str) -> str:
     return os.path.join(PKG_DATA, name)
-
-
-def test_data_path(name: str) -> str:
-    return os.path.join(TEST_DATA, name)
 
 
 @functools.lru_cache(maxsize=None)

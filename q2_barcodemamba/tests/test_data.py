@@ -78,32 +78,78 @@ def test_kmer_orienter_detects_reverse_reads():
     clean = [clean_sequence(s, str(i)) for i, s in enumerate(seqs)]
     orienter = KmerOrienter.fit(clean[:3000])
     queries = clean[3000:3200]
-    assert sum(orienter.is_reverse(s) for s in queries) == 0
+    assert orienter.reverse_mask(queries).sum() == 0
     rc = [reverse_complement(s) for s in queries]
-    assert sum(orienter.is_reverse(s) for s in rc) == len(rc)
+    assert orienter.reverse_mask(rc).all()
     mixed = [q if i % 2 else r for i, (q, r) in enumerate(zip(queries, rc))]
     assert orient(mixed, "auto", orienter) == queries
     with pytest.raises(ValueError, match="read_orientation"):
         orient(queries, "sideways", orienter)
 
 
+def kmer_set(seq: str, k: int = 8) -> set:
+    return {seq[i:i + k] for i in range(len(seq) - k + 1)
+            if "N" not in seq[i:i + k]}
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / max(len(a | b), 1)
+
+
+def mutate(seq: str, n: int, rng) -> str:
+    """``seq`` with ``n`` substitutions at distinct random positions."""
+    s = list(seq)
+    for pos in rng.choice(len(s), size=n, replace=False):
+        s[pos] = "A" if s[pos] != "A" else "C"
+    return "".join(s)
+
+
 def test_grouped_split_has_no_shared_or_near_identical_sequences():
     ids, seqs, tax = yeasts()
     clean = [clean_sequence(s, i) for i, s in zip(ids, seqs)]
     lineages = parse_taxonomy(ids, [tax[i] for i in ids])
-    tr, va = grouped_split(clean, lineages, 0.1, seed=5)
-    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == len(ids)
-    assert 0.08 < len(va) / len(ids) < 0.13
-    train_seqs = {clean[i] for i in tr} | {reverse_complement(clean[i])
-                                           for i in tr}
-    assert not any(clean[i] in train_seqs for i in va)
+    # near-identical copies (3 substitutions in ~600 bp, k-mer Jaccard
+    # ~0.93 >= the 0.9 linkage threshold) of every 25th read, same lineage
+    rng = np.random.default_rng(0)
+    origin = list(range(0, len(clean), 25))
+    copies = [mutate(clean[i], 3, rng) for i in origin]
+    assert all(jaccard(kmer_set(c), kmer_set(clean[i])) >= 0.9
+               for c, i in zip(copies, origin))
+    all_seqs = clean + copies
+    all_lin = lineages + [lineages[i] for i in origin]
+    tr, va = grouped_split(all_seqs, all_lin, 0.1, seed=5)
+    n = len(all_seqs)
+    assert len(set(tr) & set(va)) == 0 and len(tr) + len(va) == n
+    assert 0.08 < len(va) / n < 0.13
+    # each copy is on the side of its original
+    held = np.zeros(n, dtype=bool)
+    held[va] = True
+    assert (held[len(clean):] == held[origin]).all()
+    assert held[origin].any() and not held[origin].all()
+    # no held-out read has an identical or near-identical (k-mer Jaccard
+    # >= 0.9) read of its lineage in training
+    train_seqs = {all_seqs[i] for i in tr} | {reverse_complement(all_seqs[i])
+                                              for i in tr}
+    assert not any(all_seqs[i] in train_seqs for i in va)
+    kmers = {}
+    train_by_lineage = {}
+    for i in tr:
+        train_by_lineage.setdefault(all_lin[i], []).append(i)
+    closest = 0.0
+    for i in va:
+        for j in train_by_lineage.get(all_lin[i], []):
+            for x in (i, j):
+                if x not in kmers:
+                    kmers[x] = kmer_set(all_seqs[x])
+            closest = max(closest, jaccard(kmers[i], kmers[j]))
+    assert closest < 0.9, closest
     # unseen lineages are held out whole, and their genus stays in training
-    train_lin = {lineages[i] for i in tr}
-    unseen = {lineages[i] for i in va if lineages[i] not in train_lin}
+    train_lin = {all_lin[i] for i in tr}
+    unseen = {all_lin[i] for i in va if all_lin[i] not in train_lin}
     assert len(unseen) >= 10
     train_genera = {lin[:6] for lin in train_lin}
     assert all(lin[:6] in train_genera for lin in unseen)
-    assert list(grouped_split(clean, lineages, 0.1, seed=5)[1]) == list(va)
+    assert list(grouped_split(all_seqs, all_lin, 0.1, seed=5)[1]) == list(va)
 
 
 def test_haplotype_clusters_link_near_identical_reads():
@@ -152,12 +198,21 @@ def test_batched_orientation_equals_per_read_kmer_counts():
             s[pos] = "N"
         queries.append("".join(s[:rng.randint(3, len(s) + 1)]))
     queries += ["", "ACGT", "N" * 30, "ACGTACGTAC"]
+    from q2_barcodemamba.core import data as data_mod
+
+    def shared_fraction(seq):
+        """Share of the read's k-mers in the reference, one read at a time
+        from the bit set."""
+        codes = data_mod._kmer_codes(seq, orienter.k)
+        if codes.size == 0:
+            return 0.0
+        return float(((orienter.bits[codes >> 3] >> (7 - (codes & 7))) & 1)
+                     .mean())
     expected = np.array([
-        orienter.shared_fraction(reverse_complement(q))
-        > orienter.shared_fraction(q) for q in queries])
+        shared_fraction(reverse_complement(q)) > shared_fraction(q)
+        for q in queries])
     assert expected.sum() > 100                  # both kinds present
     assert (orienter.reverse_mask(queries) == expected).all()
-    from q2_barcodemamba.core import data as data_mod
     chunks = list(data_mod._base_chunks(queries, max_bases=5000))
     assert len(chunks) > 10 and sum(chunks, []) == queries
     # the table built in batches equals the per-read k-mer codes

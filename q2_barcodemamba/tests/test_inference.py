@@ -107,7 +107,7 @@ def test_find_conflicts_names_genus_in_two_families():
 
 def test_multitask_loss_hls_penalises_distant_confusions_more():
     from q2_barcodemamba.core.config import TrainConfig
-    from q2_barcodemamba.core.train import MultiTaskLoss
+    from q2_barcodemamba.core.losses import MultiTaskLoss
     enc, lin = encoder()
     y_rank, y_leaf = enc.encode(lin)
     y = np.concatenate([y_rank, y_leaf[:, None]], 1)        # (4, R + 1)
@@ -131,4 +131,48 @@ def test_multitask_loss_hls_penalises_distant_confusions_more():
     # finite and positive, and rare-class reads weigh more
     w = MultiTaskLoss(TrainConfig(class_weight_power=0.5), enc.classes,
                       enc.leaf_to_class, y, "cpu").weights
-    assert all(torch.isfinite(t).all() for t in w)
+    assert all(torch.isfinite(t).all() and (t >= 0).all() for t in w)
+    pairs = 0
+    for h, weights in enumerate(w):
+        n = np.bincount(y[:, h][y[:, h] >= 0], minlength=len(weights))
+        for a in range(len(n)):
+            for b in range(len(n)):
+                if 0 < n[a] < n[b]:
+                    assert weights[a] > weights[b], (h, a, b)
+                    pairs += 1
+    assert pairs >= 2    # phylum B (1 read) vs A (3); Pichia vs Candida
+
+
+def test_unassigned_reports_the_top_rank_confidence():
+    """A read failing even the top rank is Unassigned with the confidence
+    of its best top-rank taxon (what classify writes), not 0 or 1."""
+    enc, lin = encoder()
+    chosen = np.array([[0, 1, 2, 0], [0, 0, 0, 0]])
+    conf = np.array([[0.4, 0.3, 0.2, 0.1], [0.9, 0.8, 0.7, 0.6]])
+    calls = truncate(chosen, conf, enc.classes, 0.65)
+    assert calls[0] == ("Unassigned", pytest.approx(0.4))
+    assert calls[1] == (enc.classes[2][0], pytest.approx(0.7))
+    # through the walk: two kingdoms of 0.45 / 0.55 at threshold 0.6
+    lin2 = parse_taxonomy(["a", "b"], ["k__A;p__X", "k__B;p__Y"])
+    enc2 = LabelEncoder.fit(lin2, 2)
+    p = torch.tensor([[0.45, 0.55]])
+    chosen, conf = hierarchical_walk(p, torch.as_tensor(enc2.leaf_to_class),
+                                     enc2.n_classes)
+    assert truncate(chosen.numpy(), conf.numpy(), enc2.classes, 0.6) == [
+        ("Unassigned", pytest.approx(0.55))]
+
+
+def test_known_in_scores_unseen_taxa_at_their_deepest_seen_rank():
+    from q2_barcodemamba.core.classifier import known_in
+    ref = np.array([[0, 0, 0], [0, 1, 2], [1, 2, -1]])
+    y = np.array([[0, 0, 0],      # all seen
+                  [0, 0, 5],      # unseen species of a seen genus
+                  [0, 3, 4],      # unseen genus: species unknown below it
+                  [1, 2, -1],     # seen genus, species unknown in truth
+                  [2, 0, 0],      # unseen kingdom: nothing known
+                  [0, -1, 0]])    # unknown genus: nothing below it
+    got = known_in(y, ref)
+    assert got.tolist() == [[0, 0, 0], [0, 0, -1], [0, -1, -1],
+                            [1, 2, -1], [-1, -1, -1], [0, -1, -1]]
+    assert y[1, 2] == 5            # the input is not changed
+    assert known_in(y[:0], ref).shape == (0, 3)

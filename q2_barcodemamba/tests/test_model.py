@@ -336,3 +336,54 @@ def test_triton_only_mamba_ssm_is_found(tmp_path, monkeypatch):
         kernels.mamba_kernels.cache_clear()
         for name in [m for m in sys.modules if m.startswith("mamba_ssm")]:
             sys.modules.pop(name, None)
+
+
+def _cuda_kernels_present() -> bool:
+    if not torch.cuda.is_available():
+        return False
+    kernels.mamba_kernels.cache_clear()
+    return kernels.kernels_available()
+
+
+@pytest.mark.skipif(not _cuda_kernels_present(),
+                    reason="needs a CUDA GPU and mamba-ssm (pip install "
+                           "'q2-barcodemamba[cuda]')")
+@pytest.mark.parametrize("name", ["tiny", "paper-12m"])
+def test_fused_kernels_match_the_pytorch_path(name):
+    """Same weights, both paths: the mamba-ssm Triton scan (and
+    causal-conv1d when installed) against the pure PyTorch SSD scan, on
+    right-padded batches, fp32 with TF32 off. Tolerances of docs/gpu.md:
+    1e-4 forward and 5e-3 gradients, relative to the largest value."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    net = BarcodeMambaNet(preset(name, vocab_size=1024), [60, 900]).cuda()
+    net.dropout.p = 0.0
+    for L in (37, 128, 300):
+        lengths = torch.randint(L // 2, L + 1, (16,))
+        lengths[0] = L
+        tok = torch.randint(4, 1024, (16, L), device="cuda")
+        mask = torch.arange(L, device="cuda")[None] < lengths.cuda()[:, None]
+        tok = tok.masked_fill(~mask, 0)
+        out = {}
+        for on in (False, True):
+            for m in net.modules():
+                if hasattr(m, "use_kernels"):
+                    m.use_kernels = on
+            net.zero_grad(set_to_none=True)
+            logits = net(tok, mask)
+            (logits[0].square().mean()
+             + logits[1].logsumexp(1).mean()).backward()
+            out[on] = ([lg.detach().float() for lg in logits],
+                       {k: p.grad.detach().float().clone()
+                        for k, p in net.named_parameters()
+                        if p.grad is not None})
+        (ref_l, ref_g), (ker_l, ker_g) = out[False], out[True]
+        for a, b in zip(ref_l, ker_l):
+            rel = float((a - b).abs().max() / a.abs().max().clamp(min=1e-12))
+            assert rel < 1e-4, (name, L, "logits", rel)
+        assert set(ref_g) == set(ker_g)
+        for k in ref_g:
+            rel = float((ref_g[k] - ker_g[k]).abs().max()
+                        / ref_g[k].abs().max().clamp(min=1e-12))
+            assert rel < 5e-3, (name, L, k, rel)

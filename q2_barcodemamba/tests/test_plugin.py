@@ -274,11 +274,31 @@ class CLITests(TestPluginBase):
         assigned = df[df["Taxon"] != "Unassigned"]
         self.assertTrue((assigned["Confidence"] >= 0.5).all())
 
-    def test_cli_bad_parameter_is_rejected_by_qiime(self):
-        r = self.qiime("barcodemamba", "classify", "--i-reads", "x.qza",
-                       "--i-classifier", "y.qza", "--p-confidence", "1.5",
-                       "--o-classification", "z.qza")
-        self.assertNotEqual(r.returncode, 0)
+    def test_cli_confidence_out_of_range_is_rejected_by_qiime(self):
+        """Real inputs, so only the parameter can be what is refused: 0.5
+        classifies, 1.5 is rejected by QIIME's Range check."""
+        ids, seqs, tax = small_reference()
+        write_reference(self.temp_dir.name, ids[:10], seqs[:10], tax)
+        qiime2.Artifact.import_data(
+            "FeatureData[Sequence]",
+            os.path.join(self.temp_dir.name, "reads.fasta")).save(
+            os.path.join(self.temp_dir.name, "reads.qza"))
+        qiime2.Artifact.import_data(
+            "BarcodeMambaClassifier", tiny_classifier()).save(
+            os.path.join(self.temp_dir.name, "clf.qza"))
+        args = ("barcodemamba", "classify", "--i-reads", "reads.qza",
+                "--i-classifier", "clf.qza", "--p-n-threads", "2")
+        ok = self.qiime(*args, "--p-confidence", "0.5",
+                        "--o-classification", "ok.qza")
+        self.assertEqual(ok.returncode, 0, ok.stderr[-2000:])
+        bad = self.qiime(*args, "--p-confidence", "1.5",
+                         "--o-classification", "bad.qza")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("1.5", bad.stderr)
+        self.assertRegex(bad.stderr, r"(?i)confidence")
+        self.assertFalse(os.path.exists(
+            os.path.join(self.temp_dir.name, "bad.qza")))
+
 
 class UsageExampleTests(TestPluginBase):
     package = "q2_barcodemamba.tests"
