@@ -5,7 +5,9 @@ overstates species accuracy (we measured ~88 % vs ~60 % on genuinely new
 haplotypes). Here records are first grouped into *haplotype clusters*:
 records of one lineage whose sequences share >= ``min_jaccard`` of their
 k-mers (k=8; 0.9 is roughly 99 % identity for full ITS) are linked, single
-linkage. Whole clusters go to one side. Two kinds of held-out records are
+linkage. K-mers are canonical (a k-mer and its reverse complement count as
+one), so two reads are compared the same way whichever strand each was
+written on. Whole clusters go to one side. Two kinds of held-out records are
 made, mirroring real use:
 
 * ``seen``: a cluster of a lineage that keeps other clusters in training;
@@ -18,13 +20,23 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .data import _kmer_codes, reverse_complement
+from .data import _kmer_codes, _reverse_complement_codes, reverse_complement
+
+
+def canonical_kmers(seq: str, k: int, rc_codes: np.ndarray) -> set:
+    """The read's k-mers (codes of :func:`.data._kmer_codes`), each as the
+    smaller of its code and its reverse complement's (``rc_codes`` =
+    :func:`.data._reverse_complement_codes`), so a read and its reverse
+    complement have the same set."""
+    codes = _kmer_codes(seq, k)
+    return set(np.minimum(codes, rc_codes[codes]).tolist())
 
 
 def haplotype_clusters(seqs: Sequence[str], leaves: Sequence[str],
                        min_jaccard: float = 0.9, k: int = 8) -> np.ndarray:
     """Cluster id per record (clusters never span two leaves)."""
     cluster = np.full(len(seqs), -1, dtype=np.int64)
+    rc_codes = _reverse_complement_codes(k)
     by_leaf = defaultdict(list)
     for i, leaf in enumerate(leaves):
         by_leaf[leaf].append(i)
@@ -37,7 +49,7 @@ def haplotype_clusters(seqs: Sequence[str], leaves: Sequence[str],
             key = min(s, reverse_complement(s))
             uniq[key].append(i)
         keys = list(uniq)
-        sets = [set(_kmer_codes(s, k).tolist()) for s in keys]
+        sets = [canonical_kmers(s, k, rc_codes) for s in keys]
         parent = list(range(len(keys)))
 
         def find(a):
