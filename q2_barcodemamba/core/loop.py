@@ -147,7 +147,7 @@ def run_epochs(model: torch.nn.Module, opt: torch.optim.Optimizer,
             rec.update(evaluate(epoch))
         if select is not None:
             # rank 0's score, so that every process decides the same
-            score = ddp.broadcast_object(rec[select])
+            score = rec[select] = ddp.broadcast_object(rec[select])
             if _improved(score, best, maximize):
                 best, bad, rec["best"] = score, 0, True
                 best_state = copy.deepcopy(model.state_dict())
