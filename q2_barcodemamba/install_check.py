@@ -2,7 +2,7 @@
 
     python -m q2_barcodemamba.install_check
 
-prints every problem found and exits 1 if there is one. Three checks:
+prints every problem found and exits 1 if there is one. Four checks:
 
 1. What the installed framework needs of ``click`` and ``setuptools``, read
    from its own source (:func:`framework_needs`): q2cli subclasses
@@ -16,7 +16,9 @@ prints every problem found and exits 1 if there is one. Three checks:
    packages inside what the framework needs (:func:`check`). A package left
    unbounded fails too: the next dependency release that asks for it
    (huggingface-hub 2.x asks for click>=8.4.2) would get pip's newest.
-3. Where qiime2 loads plugins with ``pkg_resources``, whether the installed
+3. Whether the installed click and setuptools are inside those needs
+   (:func:`installed_check`).
+4. Where qiime2 loads plugins with ``pkg_resources``, whether the installed
    versions satisfy the plugin's whole requirement tree, as pkg_resources
    checks at load time (:func:`load_check`; a conflict there stops every
    ``qiime`` command, e.g. torch 2.13's ``setuptools>=77.0.3`` against
@@ -76,11 +78,13 @@ def q2cli_click_need(source, version="?"):
                 if re.search(pattern, source)]
     if not hits:
         return None
-    allowed = SpecifierSet()
-    for spec, _ in hits:
-        allowed &= SpecifierSet(spec)
-    return Need("click", allowed, f"q2cli {version}",
-                "; ".join(why for _, why in hits))
+    # the tightest bound on each side, and why
+    upper = [h for h in hits if h[0].startswith("<")]
+    lower = [h for h in hits if h[0].startswith(">=")]
+    kept = ([min(upper, key=lambda h: Version(h[0][1:]))] if upper else []) \
+        + ([max(lower, key=lambda h: Version(h[0][2:]))] if lower else [])
+    return Need("click", SpecifierSet(",".join(s for s, _ in kept)),
+                f"q2cli {version}", "; ".join(why for _, why in kept))
 
 
 def qiime2_setuptools_need(source, version="?"):
@@ -253,8 +257,32 @@ def load_check(root=DIST):
     return None
 
 
+def installed_check(needs, versions=None):
+    """Problems with the installed versions themselves (``versions``:
+    {package: version}, by default what is installed)."""
+    problems = []
+    for need in needs:
+        if versions is not None:
+            version = versions.get(need.package)
+        else:
+            try:
+                version = metadata.version(need.package)
+            except metadata.PackageNotFoundError:
+                version = None
+        if version is not None and not need.allowed.contains(
+                version, prereleases=True):
+            problems.append(
+                f"{need.package} {version} is installed, but "
+                f"{need.framework} needs '{need.package}{need.allowed}': "
+                f"{need.reason}. Fix: pip install "
+                f"'{need.package}{need.allowed}'.")
+    return problems
+
+
 def problems(root=DIST):
-    found = check(requirement_graph(root), framework_needs(), root)
+    needs = framework_needs()
+    found = check(requirement_graph(root), needs, root)
+    found += installed_check(needs)
     conflict = load_check(root)
     return found + ([conflict] if conflict else [])
 

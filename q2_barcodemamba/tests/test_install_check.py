@@ -163,6 +163,19 @@ def test_bad_requirement_sets_fail_naming_package_specifier_and_fix(
         assert word in found[0], (word, found[0])
 
 
+@pytest.mark.parametrize("versions, bad", [
+    ({"click": "8.1.8", "setuptools": "80.8.0"}, []),
+    ({"click": "8.5.1", "setuptools": "80.8.0"}, ["click 8.5.1"]),
+    ({"click": "8.1.3", "setuptools": "84.2.1"}, ["setuptools 84.2.1"]),
+    ({}, []),  # neither installed
+])
+def test_installed_versions_outside_the_needs_fail(versions, bad):
+    found = ic.installed_check(KNOWN_NEEDS, versions)
+    assert [f.split(" is installed")[0] for f in found] == bad, found
+    for f in found:
+        assert "Fix: pip install '" in f
+
+
 def test_no_needs_no_problems():
     # a QIIME 2 that needs nothing of click or setuptools (none installed,
     # or a release that fixed both) accepts any requirement set
