@@ -133,9 +133,10 @@ def _applies(req, extras):
 
 
 def requirement_graph(root=DIST):
-    """{distribution: [(requirement, extras it was asked with)]} for
-    ``root`` and every installed distribution it requires, transitively:
-    what pip and pkg_resources see of the installed environment."""
+    """{distribution: [its requirements, as strings]} for ``root`` and
+    every installed distribution it requires, transitively (markers
+    evaluated here, extras followed): what pip and pkg_resources see of the
+    installed environment."""
     graph, todo = {}, [(canonicalize_name(root), frozenset())]
     seen = set()
     while todo:
