@@ -14,6 +14,15 @@ setup(
     packages=find_packages(include=["q2_barcodemamba", "q2_barcodemamba.*"]),
     python_requires=">=3.8",
     # qiime2, q2-types, q2templates come from Debian or conda, not PyPI.
+    # click and setuptools are not imported by the plugin: they bound what
+    # pip may install into the QIIME 2 environment so that `qiime` still
+    # starts (issue 15; checked by q2_barcodemamba/install_check.py):
+    # - click<8.2: q2cli calls Option.make_metavar() without the ctx that
+    #   click 8.2 requires, and click 8.5 makes is_bool_flag read-only;
+    #   tokenizers -> huggingface-hub 2.x would pull click>=8.4.2.
+    # - setuptools<81: qiime2 loads plugins with pkg_resources, removed in
+    #   setuptools 81; torch 2.13 asks for setuptools>=77.0.3 and would
+    #   otherwise get the newest.
     install_requires=[
         "torch>=2.1",
         "tokenizers>=0.15",
@@ -21,6 +30,9 @@ setup(
         "numpy",
         "pandas",
         "matplotlib",
+        "packaging",
+        "click<8.2",
+        "setuptools<81",
     ],
     extras_require={
         "test": ["pytest"],

@@ -18,7 +18,8 @@ RECIPE = os.path.join(ROOT, "recipe", "meta.yaml")
 # Conda package names of PyPI distributions / import names that differ.
 CONDA_NAME = {"torch": "pytorch", "matplotlib": "matplotlib-base",
               "q2_types": "q2-types", "yaml": "pyyaml",
-              "mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d"}
+              "mamba_ssm": "mamba-ssm", "causal_conv1d": "causal-conv1d",
+              "pkg_resources": "setuptools"}
 # Run dependencies that come from Debian or conda, never from PyPI, so
 # setup.py does not list them.
 QIIME_ONLY = {"python", "qiime2", "q2-types", "q2templates"}

@@ -1,6 +1,7 @@
 """Galaxy tool wrappers generated from the plugin's registered signatures.
 
     python -m q2_barcodemamba.galaxy --output-dir galaxy [--test-data]
+        [--qiime2-epoch 2024.10]
 
 writes one ``<tool>`` XML per registered action, in the style of q2galaxy:
 inputs are ``qza`` datasets filtered by semantic type, parameters keep their
@@ -9,6 +10,10 @@ and citations come from the registrations, so the wrappers cannot drift from
 the plugin. Each tool's ``<tests>`` are its usage examples (``_examples.py``),
 recorded without running them; ``--test-data`` runs the example factories
 and saves the test inputs under ``<output-dir>/test-data/``.
+
+The wrappers do not depend on the QIIME 2 release that generates them: the
+q2cli requirement names the release the tools are deployed with
+(:data:`QIIME2_EPOCH`, or ``--qiime2-epoch``), not ``qiime2.__version__``.
 """
 import argparse
 import os
@@ -29,6 +34,12 @@ __all__ = ["generate", "main", "recorded_tests", "test_data_name",
 
 PLUGIN = "barcodemamba"
 PROFILE = "22.05"  # first Galaxy release with the qza/qzv datatypes
+# The QIIME 2 release (epoch) the tools ask Galaxy for: a deployment target,
+# one of the conda recipe's variants (recipe/conda_build_config.yaml), not
+# the release the generator runs in, so that the committed wrappers are the
+# same whichever QIIME 2 generates them. Galaxy's conda resolver asks for
+# q2cli=2024.10, which conda matches with any 2024.10.x.
+QIIME2_EPOCH = "2024.10"
 _CDATA = "@@COMMAND@@"
 
 
@@ -140,8 +151,9 @@ def _citations(plugin, action):
     return el
 
 
-def tool_xml(plugin, action, cases) -> str:
-    """The Galaxy tool XML (text) of one action."""
+def tool_xml(plugin, action, cases, qiime2_epoch=QIIME2_EPOCH) -> str:
+    """The Galaxy tool XML (text) of one action, for QIIME 2
+    ``qiime2_epoch``."""
     sig = action.signature
     tool = ET.Element("tool", id=tool_id(action),
                       name=f"qiime2 {PLUGIN} {action.id.replace('_', '-')}",
@@ -152,7 +164,7 @@ def tool_xml(plugin, action, cases) -> str:
     ET.SubElement(reqs, "requirement", type="package",
                   version=plugin.version).text = "q2-barcodemamba"
     ET.SubElement(reqs, "requirement", type="package",
-                  version=qiime2.__version__).text = "q2cli"
+                  version=qiime2_epoch).text = "q2cli"
     ET.SubElement(tool, "version_command").text = f"qiime {PLUGIN} --version"
     command = ET.SubElement(tool, "command", detect_errors="exit_code")
     command.text = _CDATA
@@ -193,7 +205,8 @@ def tool_xml(plugin, action, cases) -> str:
             + text + "\n")
 
 
-def generate(output_dir: str, test_data: bool = False) -> list:
+def generate(output_dir: str, test_data: bool = False,
+             qiime2_epoch: str = QIIME2_EPOCH) -> list:
     """Write one tool XML per registered action; return the file paths."""
     plugin = qiime2.sdk.PluginManager().plugins[PLUGIN]
     tests = recorded_tests(plugin)
@@ -202,7 +215,8 @@ def generate(output_dir: str, test_data: bool = False) -> list:
     for action in sorted(plugin.actions.values(), key=lambda a: a.id):
         path = os.path.join(output_dir, tool_id(action) + ".xml")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(tool_xml(plugin, action, tests.get(action.id, [])))
+            fh.write(tool_xml(plugin, action, tests.get(action.id, []),
+                              qiime2_epoch))
         paths.append(path)
     if test_data:
         write_test_data(plugin, os.path.join(output_dir, "test-data"))
@@ -220,7 +234,14 @@ def main(argv=None):
                              "save missing test inputs in test-data/ "
                              "(trains small classifiers and a backbone: "
                              "a few minutes on a CPU)")
+    parser.add_argument("--qiime2-epoch", default=QIIME2_EPOCH,
+                        help="QIIME 2 release the tools ask Galaxy for "
+                             "(q2cli's version; default %(default)s)")
     args = parser.parse_args(argv)
-    for path in generate(args.output_dir, args.test_data):
+    if not re.fullmatch(r"\d{4}\.\d{1,2}", args.qiime2_epoch):
+        parser.error(f"--qiime2-epoch {args.qiime2_epoch}: expected a "
+                     f"release such as {QIIME2_EPOCH}")
+    for path in generate(args.output_dir, args.test_data,
+                         args.qiime2_epoch):
         print(path)
 
