@@ -59,7 +59,12 @@ MODES = {
     "full": {
         "datasets": {"its_full_cbs_yeasts": _sizes((150, 100, 80),
                                                    (70, 50, 40)),
-                     "its2_cbs": _sizes((600, 300, 200), (300, 150, 100))},
+                     "its2_cbs": _sizes((600, 300, 200), (300, 150, 100)),
+                     # UNITE QIIME release: ~80 % singleton species, so
+                     # queries are mostly reads of held-out species and
+                     # genera whose genus / family stays in the reference
+                     "its1_unite_qiime_v7": _sizes((100, 250, 150),
+                                                   (50, 120, 70))},
         # ITS2 reads (~180 bp) for the 1k..1M scaling: 1M full-ITS reads
         # would take ~1.5 h on 2 cores; time per base is in the sweep
         "scaling_dataset": "its2_cbs",
@@ -186,7 +191,7 @@ def run_dataset(name, sizes, files, args, qiime, seed):
     print(f"[{name}] calibration ({time.time() - t:.0f} s)", flush=True)
     out = {"split": split, "methods": results, "calibration": cal,
            "data": {"fasta": fasta, "taxonomy": tax}}
-    if "barcodemamba" in results:
+    if "barcodemamba" in results and not args.no_speed:
         t = time.time()
         out["knn_probe"] = knn_probe.probe(
             ds_dir, progress=lambda m: print(m, flush=True))
@@ -222,6 +227,11 @@ def parse_args(argv=None):
     ap.add_argument("--methods", default="",
                     help="only these methods (comma-separated; for tests)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--datasets", default="",
+                    help="only these data sets (comma-separated)")
+    ap.add_argument("--no-speed", action="store_true",
+                    help="skip the throughput sweep, the 1k-1M scaling "
+                    "and the nearest-neighbour probe (accuracy only)")
     args = ap.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     cfg = MODES[args.mode]
@@ -234,6 +244,16 @@ def parse_args(argv=None):
     args.barcodemamba_fit_args = shlex.split(args.barcodemamba_fit_args)
     if args.epochs == -1:
         args.epochs = cfg["epochs"]
+    if args.datasets:
+        keep = args.datasets.split(",")
+        unknown = sorted(set(keep) - set(cfg["datasets"]))
+        if unknown:
+            ap.error(f"unknown data sets {unknown}; {args.mode} mode has "
+                     f"{sorted(cfg['datasets'])}")
+        cfg = dict(cfg, datasets={k: v for k, v in cfg["datasets"].items()
+                                  if k in keep})
+    if args.no_speed:
+        cfg = dict(cfg, sweep_reads=0, scaling=[])
     return args, cfg
 
 
@@ -253,7 +273,7 @@ def main(argv=None):
     first = next(iter(cfg["datasets"]))
     results["sweeps"] = {}
     for name, ds in results["datasets"].items():
-        if "barcodemamba" not in ds["methods"]:
+        if "barcodemamba" not in ds["methods"] or not cfg["sweep_reads"]:
             continue
         ds_dir = os.path.join(args.out, name)
         t = time.time()
@@ -265,8 +285,8 @@ def main(argv=None):
             os.path.join(ds_dir, "sweep.json"), args.seed)
         print(f"[{name}] sweep ({time.time() - t:.0f} s)", flush=True)
     name = cfg.get("scaling_dataset", first)
-    ds = results["datasets"][name]
-    if "barcodemamba" in ds["methods"]:
+    ds = results["datasets"].get(name, {"methods": {}})
+    if "barcodemamba" in ds["methods"] and cfg["scaling"]:
         ds_dir = os.path.join(args.out, name)
         clf = os.path.join(name, "methods", "barcodemamba", "classifier.qza")
         queries = [os.path.join(ds_dir, "split", f"{p}.fasta")

@@ -162,6 +162,14 @@ def _register_fit_classifier(plugin, citations) -> None:
             "heads": Str % Choices(["multi", "single"]),
             "hls_epsilon": Float % Range(0, 0.1, inclusive_end=True),
             "class_weight_power": Float % Range(0, 1, inclusive_end=True),
+            "reference_memory": Bool,
+            "kmer_similarity": Bool,
+            "abstention": Str % Choices(["learned", "summed"]),
+            "contrastive_weight": Float % Range(0, None),
+            "augment": Float % Range(0, 1, inclusive_end=True),
+            "select_epoch_by": Str % Choices(["right_call", "val_loss"]),
+            "unseen_genus_fraction": Float % Range(0, 0.2,
+                                                   inclusive_end=True),
             "random_seed": Int % Range(0, None),
             **SHARED_PARAMETERS,
         },
@@ -197,7 +205,8 @@ def _register_fit_classifier(plugin, citations) -> None:
                      "the lineage head in both cases, so lineages are always "
                      "consistent.",
             "epochs": "Maximum passes over the reference; training stops "
-                      "earlier when the validation loss has not improved for "
+                      "earlier when the validation score (see "
+                      "'select_epoch_by') has not improved for "
                       f"{TrainConfig.patience} epochs.",
             "batch_size": "Reference reads per optimisation step.",
             "learning_rate": "Peak AdamW learning rate (after a linear "
@@ -216,9 +225,47 @@ def _register_fit_classifier(plugin, citations) -> None:
                                    "calibration.",
             "refit": "After early stopping, train a fresh network on all "
                      "reference reads (validation reads included) for the "
-                     "best number of epochs, so no reference species is left "
-                     "out. Doubles training time; the calibration of the "
-                     "first run is kept.",
+                     "best number of epochs. Off by default: the "
+                     "reference memory already holds every read, and the "
+                     "calibration is fitted for the network that is "
+                     "saved; with refit it comes from the first network.",
+            "reference_memory": "Keep every reference read in the "
+                                "classifier with its embedding; at classify "
+                                "time the nearest reference reads vote on "
+                                "the lineage beside the network (weights, "
+                                "number of voters and vote temperature "
+                                "chosen on the validation split, shown by "
+                                "summarize-classifier).",
+            "kmer_similarity": "Find nearest reference reads by k-mer "
+                               "similarity (Jaccard index of 8-mers, "
+                               "candidates from a 10-mer index) as well as "
+                               "by embedding; measured to be the stronger "
+                               "of the two (docs/accuracy.md).",
+            "abstention": "'learned': the reported Confidence is the "
+                          "probability that the call at that rank is right, "
+                          "from a per-rank calibrator fitted on the "
+                          "validation split (summed probability, nearest "
+                          "read's similarity and its lead over other taxa). "
+                          "'summed': the summed lineage probability, as "
+                          "classify-sklearn reports.",
+            "contrastive_weight": "Weight of a supervised contrastive term "
+                                  "that pulls reads of one species (and, "
+                                  "half as strongly, one genus) together in "
+                                  "the embedding the memory searches; 0 "
+                                  "turns it off.",
+            "augment": "Share of training reads replaced each epoch by a "
+                       "variant (ends cropped by up to 5 %, 1 % "
+                       "substitutions, 0.3 % indels). 0 turns it off (the "
+                       "default; see docs/accuracy.md).",
+            "select_epoch_by": "Which epoch to keep: 'right_call', the "
+                               "share of validation reads called right at "
+                               "their deepest knowable rank by the whole "
+                               "classifier; 'val_loss', the lowest "
+                               "validation loss of the network.",
+            "unseen_genus_fraction": "Share of reference reads held out for "
+                                     "validation as whole genera (their "
+                                     "family stays), so the calibrator "
+                                     "learns when to stop at the family.",
             "hls_epsilon": "Hierarchical label smoothing: probability mass "
                            "per ancestor rank spread over the taxa that "
                            "share that ancestor with the true taxon, by "

@@ -16,16 +16,19 @@ from .config import (DEFAULT_PRESET, FINETUNE_LR, MIN_READ_LENGTH,
                      SCRATCH_LR, ModelConfig, TrainConfig, preset)
 from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
                    length_batches, orient, token_batches)
+from .abstention import (Caller, Mixture, default_grid, epoch_grid,
+                         features_for, fit_abstention)
+from .augment import AugmentConfig
 from .heads import targets
-from .inference import (DEFAULT_CONFIDENCE, THRESHOLDS, UNASSIGNED,
-                        fit_temperature, hierarchical_walk, right_call_curve,
+from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, fit_temperature,
                         truncate)
+from .memory import ReferenceMemory
 from .runtime import configure, log, pad_batch
-from .split import grouped_split
+from .split import grouped_split, hold_out_genera
 from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
                        warn_conflicts)
 from .tokenizer import DNATokenizer
-from .train import fit_network
+from .train import fit_network, variant_tokens
 
 
 def check_reference(ids: Sequence[str], seqs: Sequence[str],
@@ -114,12 +117,76 @@ def classify_batch_size(batch_size, device: torch.device) -> int:
     return batch_size
 
 
+class _Validation:
+    """The validation half of fitting. ``score`` rates the network after
+    each epoch by the right calls of the whole classifier on the validation
+    reads (network + k-mer neighbours among the training reads + learned
+    abstention, a small grid of mixtures); ``calibrate`` fits what ships
+    (temperature, mixture, calibrator, threshold) for the final network,
+    with a memory of the training reads only, so no validation read finds
+    itself (cross-fitting)."""
+
+    def __init__(self, clf, seqs, lineages, y, train_idx, val_idx):
+        tc, self.labels = clf.train_config, clf.labels
+        R = len(self.labels.rank_names)
+        self.train_idx, self.val_idx = train_idx, val_idx
+        self.y_val = known_in(y[val_idx, :R], y[train_idx, :R])
+        self.groups = [";".join(lineages[i]) for i in val_idx]
+        self.vseqs = [seqs[i] for i in val_idx]
+        self.kmer = tc.memory and tc.kmer_similarity
+        self.learned = tc.abstention == "learned"
+        self.features = features_for(tc.memory, tc.kmer_similarity)
+        self.memory = self.nb = None
+        if tc.memory and len(val_idx):
+            self.memory = ReferenceMemory.build(
+                torch.zeros(len(train_idx), 1), y[train_idx, -1],
+                [seqs[i] for i in train_idx])
+            if self.kmer:
+                self.nb = self.memory.neighbours(self.vseqs, None, 64, 0)
+
+    def _probs(self, logits: torch.Tensor) -> Tuple[float, torch.Tensor]:
+        l2c = torch.as_tensor(self.labels.leaf_to_class)
+        temp = fit_temperature(logits, self.y_val, l2c,
+                               self.labels.n_classes)
+        return temp, torch.softmax(logits.float() / temp, dim=1)
+
+    def score(self, net, logits: torch.Tensor) -> dict:
+        temp, p = self._probs(logits)
+        res = fit_abstention(
+            p, self.nb, self.memory, self.labels, self.y_val, self.groups,
+            epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
+            self.learned)
+        return {"right_call": res["score"], "temperature": temp}
+
+    def calibrate(self, z: torch.Tensor, logits: torch.Tensor,
+                  progress) -> dict:
+        """Calibration of the classifier from embeddings and leaf logits of
+        all reference reads (its final network)."""
+        if not len(self.val_idx):
+            return {"temperature": 1.0, "mixture": Mixture().to_dict(),
+                    "calibrator": None, "features": ["mass"]}
+        temp, p = self._probs(logits[self.val_idx])
+        memory = nb = None
+        if self.memory is not None:
+            memory = self.memory.with_embeddings(z[self.train_idx])
+            nb = memory.neighbours(self.vseqs, z[self.val_idx],
+                                   64 if self.kmer else 0, 32)
+        grid = default_grid(self.kmer, True) if memory else [Mixture()]
+        res = fit_abstention(p, nb, memory, self.labels, self.y_val,
+                             self.groups, grid, self.features, self.learned,
+                             progress=progress)
+        res["temperature"] = temp
+        progress(f"calibration: temperature {temp:.2f}")
+        return res
+
+
 class TaxonomicClassifier:
     """BarcodeMamba+ taxonomic classifier.
 
     Parameters: ``preset`` (ModelConfig preset name) or ``model_config``;
     ``train_config`` (TrainConfig). After ``fit`` the attributes
-    ``tokenizer``, ``labels``, ``net``, ``orienter``, ``calibration`` and
+    ``tokenizer``, ``labels``, ``net``, ``orienter``, ``memory`` (the
+    reference memory, None when turned off), ``calibration`` and
     ``summary`` are set; :func:`.io.save_classifier` writes them.
     """
 
@@ -130,6 +197,7 @@ class TaxonomicClassifier:
         self.model_config = model_config
         self.train_config = train_config or TrainConfig()
         self.tokenizer = self.labels = self.net = self.orienter = None
+        self.memory: Optional[ReferenceMemory] = None
         self.calibration: dict = {"temperature": 1.0}
         self.summary: dict = {}
         self.backbone_info: Optional[dict] = None
@@ -146,8 +214,15 @@ class TaxonomicClassifier:
         ``backbone``: a :class:`.backbones.PretrainedBackbone` to fine-tune
         (its tokenizer and model size are used); None trains from random
         weights with a tokenizer learnt on the reference.
+
+        The network learns from the training part of a leakage-free split;
+        the validation part (new haplotypes, unseen species, unseen
+        genera) chooses the epoch, the temperature, the neighbour mixture,
+        the calibrator and the threshold, with a reference memory of the
+        training reads only (cross-fitting). The saved memory then holds
+        every reference read.
         """
-        tc = self.train_config
+        tc = self.train_config.validate()
         if tc.learning_rate is None:
             tc = self.train_config = replace(
                 tc, learning_rate=FINETUNE_LR if backbone is not None
@@ -156,32 +231,31 @@ class TaxonomicClassifier:
         seqs = check_reference(ids, seqs, taxonomy, tc.min_length, progress)
         lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
         warn_conflicts(lineages)
-        train_idx, val_idx = grouped_split(seqs, lineages,
-                                           tc.validation_fraction,
-                                           seed=tc.random_seed)
-        progress(f"reference: {len(seqs)} reads; training on "
-                 f"{len(train_idx)}, validating on {len(val_idx)} held-out "
-                 "haplotypes and species")
-        # classes come from all reads, so the refit below can learn the
+        # classes come from all reads, so the memory (and a refit) know the
         # held-out species too; validation targets only know training taxa
         self.labels = LabelEncoder.fit(
             lineages, len(split_lineage(taxonomy[ids[0]])))
+        n_ranks = len(self.labels.rank_names)
+        train_idx, val_idx = self._split(seqs, lineages, n_ranks, progress)
         cfg, init_state = self._start(backbone, seqs, progress)
         tokens = self.tokenizer.encode(seqs, tc.max_length)
         y = targets(self.labels, lineages)                    # (n, R + 1)
-        net, history, val_logits = fit_network(
+        val = _Validation(self, seqs, lineages, y, train_idx, val_idx)
+        net, history, _ = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
             y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress,
-            init_state=init_state)
+            init_state=init_state, score=val.score if len(val_idx) else None,
+            variants=self._variants(seqs, train_idx))
         self.net = net.cpu()
-        n_ranks = len(self.labels.rank_names)
-        self._calibrate(val_logits, known_in(y[val_idx, :n_ranks],
-                                             y[train_idx, :n_ranks]),
-                        progress)
+        z, logits = self._embed_all(tokens)
+        self.calibration = val.calibrate(z, logits, progress)
         best_epoch = refit_epochs(history)
         if len(val_idx) and tc.refit:
             history = history + self._refit(cfg, tokens, y, best_epoch,
                                             init_state, progress)
+            z, _ = self._embed_all(tokens)
+        self.memory = (ReferenceMemory.build(z, y[:, -1], seqs)
+                       if tc.memory else None)
         self.orienter = KmerOrienter.fit(seqs)
         self.summary = {
             "n_reference_reads": len(seqs), "n_train": int(len(train_idx)),
@@ -190,10 +264,51 @@ class TaxonomicClassifier:
                                          self.labels.n_classes)),
             "n_leaves": len(self.labels.leaves),
             "n_parameters": self.net.num_parameters(),
+            "memory_reads": len(self.memory) if self.memory else 0,
             "history": history, "train_seconds": time.time() - t_start,
             "heads": tc.heads, "backbone": self.backbone_info,
         }
         return self
+
+    def _split(self, seqs, lineages, n_ranks: int, progress):
+        """Training and validation indices: :func:`.split.grouped_split`
+        (new haplotypes, unseen species) plus whole genera
+        (:func:`.split.hold_out_genera`)."""
+        tc = self.train_config
+        train_idx, val_idx = grouped_split(seqs, lineages,
+                                           tc.validation_fraction,
+                                           seed=tc.random_seed)
+        n_held = len(val_idx)
+        if len(val_idx) and tc.unseen_genus_fraction > 0 and n_ranks > 2:
+            train_idx, val_idx = hold_out_genera(
+                lineages, train_idx, val_idx, tc.unseen_genus_fraction,
+                tc.random_seed, rank=n_ranks - 2)
+        progress(f"reference: {len(seqs)} reads; training on "
+                 f"{len(train_idx)}, validating on {len(val_idx)} held-out "
+                 f"haplotypes and species ({len(val_idx) - n_held} of them "
+                 "of held-out genera)")
+        return train_idx, val_idx
+
+    def _variants(self, seqs: Sequence[str], train_idx: np.ndarray):
+        tc = self.train_config
+        if tc.augment <= 0:
+            return None
+        aug = AugmentConfig(p=tc.augment, min_length=tc.min_length).validate()
+        return variant_tokens([seqs[i] for i in train_idx], self.tokenizer,
+                              tc.max_length, aug, tc.random_seed)
+
+    def _embed_all(self, tokens) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (n, D) and leaf logits (n, n_leaf) of token lists."""
+        dev = configure(self.train_config.device, self.train_config.n_threads)
+        self.net.to(dev).eval()
+        n = len(tokens)
+        z = torch.empty((n, self.net.cfg.d_model))
+        logits = torch.empty((n, self.net.n_classes[-1]))
+        for b, zb, lb in self._forward_batches(tokens, 0 if dev.type == "cpu"
+                                               else GPU_BATCH, dev):
+            z[b], logits[b] = zb, lb
+        self.net.cpu()
+        return z, logits
 
     def _start(self, backbone, seqs: Sequence[str], progress
                ) -> Tuple[ModelConfig, Optional[dict]]:
@@ -235,41 +350,24 @@ class TaxonomicClassifier:
         self.net = net.cpu()
         return [{**h, "refit": True} for h in history]
 
-    def _calibrate(self, val_logits, y_val: np.ndarray, progress) -> None:
-        if val_logits is None or len(y_val) == 0:
-            self.calibration = {"temperature": 1.0}
-            return
-        l2c = torch.as_tensor(self.labels.leaf_to_class)
-        temp = fit_temperature(val_logits, y_val, l2c, self.labels.n_classes)
-        probs = torch.softmax(val_logits / temp, dim=1)
-        chosen, conf = hierarchical_walk(probs, l2c, self.labels.n_classes)
-        curve = right_call_curve(chosen.numpy(), conf.numpy(), y_val,
-                                 THRESHOLDS)
-        best = THRESHOLDS[int(np.argmax(curve))]
-        self.calibration = {"temperature": temp, "thresholds": THRESHOLDS,
-                            "right_call_rate": curve,
-                            "best_confidence": best}
-        progress(f"calibration: temperature {temp:.2f}; right-call rate on "
-                 f"validation {max(curve):.3f} at confidence {best} "
-                 f"({curve[THRESHOLDS.index(DEFAULT_CONFIDENCE)]:.3f} at "
-                 f"{DEFAULT_CONFIDENCE})")
-
     # ---------------------------------------------------------- prediction
     def _check_fitted(self):
         if self.net is None:
             raise ValueError("This classifier has not been fitted.")
 
     @torch.no_grad()
-    def _prob_batches(self, seqs: Sequence[str], batch_size: int, device,
-                      progress=log) -> Iterator[Tuple[List[int], torch.Tensor]]:
-        """Yield (indices, calibrated leaf probabilities (B, n_leaf) on CPU)
-        over length-sorted batches of ``seqs``.
+    def _forward_batches(self, tokens: Sequence[Sequence[int]],
+                         batch_size: int, device, progress=log
+                         ) -> Iterator[Tuple[List[int], torch.Tensor,
+                                             torch.Tensor]]:
+        """Yield (indices, embeddings (B, D) on ``device``, leaf logits
+        (B, n_leaf) float32 on CPU) over length-sorted batches of the
+        token lists; ``batch_size`` 0 caps batches by padded tokens
+        (``"auto"`` on a CPU).
 
         On CUDA out-of-memory the batch size is halved and the batch retried
         (down to 1), with a message; the smaller size is kept afterwards.
         """
-        tokens = self.tokenizer.encode(seqs, self.train_config.max_length)
-        temp = self.calibration["temperature"]
         lengths = [len(t) for t in tokens]
         if batch_size == 0:                   # "auto" on a CPU
             pending = token_batches(lengths, CPU_BATCH_TOKENS, CPU_MAX_BATCH)
@@ -280,8 +378,8 @@ class TaxonomicClassifier:
             b = pending.pop(0)
             try:
                 tok, mask = pad_batch([tokens[i] for i in b], device)
-                logits = self.net(tok, mask)[-1].float()
-                probs = torch.softmax(logits / temp, dim=1).cpu()
+                z = self.net.embed(tok, mask)
+                logits = self.net.heads[-1](z).float().cpu()
             except torch.cuda.OutOfMemoryError:
                 if len(b) == 1:
                     raise
@@ -294,20 +392,45 @@ class TaxonomicClassifier:
                 pending = [rest[i:i + batch_size]
                            for i in range(0, len(rest), batch_size)]
                 continue
-            yield b, probs
+            yield b, z, logits
+
+    def _caller(self) -> Caller:
+        """Calls and confidences from network outputs: the learned
+        abstention of this classifier, or for a format-1 classifier (no
+        memory, no calibrator) the summed probabilities at its
+        temperature."""
+        return Caller(self.calibration, self.labels, self.memory)
+
+    def _prepare(self, chunk, read_orientation: str
+                 ) -> Tuple[List[str], List[int], List[str]]:
+        """Cleaned reads of ``(id, seq)`` records, the indices of those
+        long enough to classify and those reads oriented."""
+        seqs = [clean_sequence(s, rid) for rid, s in chunk]
+        ok = [i for i, s in enumerate(seqs) if len(s) >= MIN_READ_LENGTH]
+        return seqs, ok, orient([seqs[i] for i in ok], read_orientation,
+                                self.orienter)
 
     def predict_proba(self, seqs: Sequence[str], batch_size="auto",
-                      device: str = "auto") -> np.ndarray:
-        """Leaf probabilities (n, n_leaves) for cleaned, oriented reads;
-        column j is the lineage ``labels.leaves[j]``."""
+                      device: str = "auto",
+                      read_orientation: str = "auto") -> np.ndarray:
+        """Lineage probabilities (n, n_leaves) that ``predict`` walks:
+        the network's (temperature-scaled) mixed with the votes of the
+        nearest reference reads. Reads are cleaned and oriented as in
+        ``predict``; reads shorter than MIN_READ_LENGTH bp get a row of
+        zeros. Column j is the lineage ``labels.leaves[j]``."""
         self._check_fitted()
         dev = configure(device)
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
-        seqs = list(seqs)
-        out = np.empty((len(seqs), len(self.labels.leaves)), dtype=np.float32)
-        for b, probs in self._prob_batches(seqs, batch_size, dev):
-            out[b] = probs.numpy()
+        caller = self._caller()
+        records = [(str(i), s) for i, s in enumerate(seqs)]
+        out = np.zeros((len(records), len(self.labels.leaves)),
+                       dtype=np.float32)
+        _, ok, good = self._prepare(records, read_orientation)
+        tokens = self.tokenizer.encode(good, self.train_config.max_length)
+        for b, z, logits in self._forward_batches(tokens, batch_size, dev):
+            p, _, _ = caller.probs([good[i] for i in b], z, logits)
+            out[[ok[i] for i in b]] = p.numpy()
         return out
 
     def predict(self, records: Iterable[Tuple[str, str]],
@@ -337,22 +460,19 @@ class TaxonomicClassifier:
         dev = configure(device, n_threads)
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
-        l2c = torch.as_tensor(self.labels.leaf_to_class)
+        caller = self._caller()
         n_done, t0, seen_ids = 0, time.time(), SeenIds()
         for chunk in batched(records, chunk_size):
             ids = [rid for rid, _ in chunk]
             seen_ids.add(ids)
-            seqs = [clean_sequence(s, rid) for rid, s in chunk]
-            ok = [i for i, s in enumerate(seqs) if len(s) >= MIN_READ_LENGTH]
-            good = orient([seqs[i] for i in ok], read_orientation,
-                          self.orienter)
+            seqs, ok, good = self._prepare(chunk, read_orientation)
+            tokens = self.tokenizer.encode(good, self.train_config.max_length)
             results = [(UNASSIGNED, 0.0)] * len(seqs)
-            for b, probs in self._prob_batches(good, batch_size, dev,
-                                               progress):
-                chosen, conf = hierarchical_walk(probs, l2c,
-                                                 self.labels.n_classes)
-                calls = truncate(chosen.numpy(), conf.numpy(),
-                                 self.labels.classes, confidence)
+            for b, z, logits in self._forward_batches(tokens, batch_size,
+                                                      dev, progress):
+                chosen, conf = caller([good[i] for i in b], z, logits)
+                calls = truncate(chosen, conf, self.labels.classes,
+                                 confidence)
                 for j, call in zip(b, calls):
                     results[ok[j]] = call
             for rid, (taxon, c) in zip(ids, results):

@@ -109,8 +109,27 @@ class TrainConfig:
                                  # ancestor rank (MycoAI/BarcodeMamba+: 0.02)
     class_weight_power: float = 0.0  # w_c ~ n_c^-power; 0.5 = inverse sqrt
     validation_fraction: float = 0.1  # share of sequence groups held out
-    patience: int = 3            # epochs without val-loss gain before stopping
-    refit: bool = True           # retrain on all reads for the best epoch count
+    patience: int = 3            # epochs without a gain of the selection
+                                 # score before stopping
+    select: str = "right_call"   # epoch selection on validation: right_call
+                                 # (share of right calls of the whole
+                                 # classifier) | val_loss
+    unseen_genus_fraction: float = 0.03  # share of reads held out for
+                                 # validation as whole genera (their family
+                                 # stays), so abstention learns that case
+    refit: bool = False          # retrain on all reads for the best epoch
+                                 # count (the calibration then comes from
+                                 # the first network, not the shipped one)
+    memory: bool = True          # reference memory: every read with its
+                                 # embedding; neighbours vote
+    kmer_similarity: bool = True  # neighbours by k-mer Jaccard index too
+    abstention: str = "learned"  # learned: per-rank calibrator gives the
+                                 # confidence | summed: summed probability
+    contrastive_weight: float = 0.5  # supervised contrastive term (species,
+                                 # half weight genus) beside the heads
+    contrastive_temperature: float = 0.1
+    augment: float = 0.0         # share of training reads replaced by a
+                                 # variant per epoch (core/augment.py)
     heads: str = "multi"         # multi: one head per rank + leaf head;
                                  # single: leaf head only
     max_length: int = 512        # tokens kept per read (longer reads cropped)
@@ -123,6 +142,23 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        if self.select not in ("right_call", "val_loss"):
+            raise ValueError(f"select must be 'right_call' or 'val_loss', "
+                             f"not {self.select!r}.")
+        if self.abstention not in ("learned", "summed"):
+            raise ValueError(f"abstention must be 'learned' or 'summed', "
+                             f"not {self.abstention!r}.")
+        for name in ("validation_fraction", "unseen_genus_fraction",
+                     "augment"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not "
+                                 f"{getattr(self, name)}.")
+        if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
+            raise ValueError("contrastive_weight must be >= 0 and "
+                             "contrastive_temperature > 0.")
+        return self
 
 
 @dataclass

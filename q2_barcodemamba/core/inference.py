@@ -54,7 +54,8 @@ def truncate(chosen: np.ndarray, conf: np.ndarray, classes: Sequence[Sequence[st
 
     ``threshold=None`` (``confidence='disable'``) keeps the deepest rank the
     walk reached. Reads failing even the top rank are ``Unassigned`` with
-    the top rank's confidence.
+    confidence 1 - the top rank's confidence (how sure the classifier is
+    that no rank can be called; classify-sklearn reports the same).
     """
     out = []
     R = chosen.shape[1]
@@ -67,7 +68,7 @@ def truncate(chosen: np.ndarray, conf: np.ndarray, classes: Sequence[Sequence[st
                 break
             depth = r
         if depth < 0:
-            out.append((UNASSIGNED, float(conf[i, 0])))
+            out.append((UNASSIGNED, 1.0 - float(conf[i, 0])))
         else:
             out.append((classes[depth][chosen[i, depth]], float(conf[i, depth])))
     return out

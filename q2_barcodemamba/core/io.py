@@ -1,12 +1,19 @@
 """Save/load classifier directories: safetensors + JSON, never pickle.
 
-Layout (``FORMAT_VERSION`` 1)::
+Layout (``FORMAT_VERSION`` 2)::
 
     config.json        format_version, package_version, model_config,
-                       train_config, calibration, summary
+                       train_config, calibration (temperature, neighbour
+                       mixture, per-rank calibrator, threshold), summary
     tokenizer.json     HF tokenizers BPE model
     labels.json        rank names, classes per rank, leaf lineages
-    model.safetensors  network weights + ``orientation_kmers`` (uint8 bit set)
+    model.safetensors  network weights, ``orientation_kmers`` (uint8 bit
+                       set) and the reference memory ``memory.*``
+                       (float16 embeddings, leaf index, read bytes)
+
+Format 1 (before the reference memory) has no ``memory.*`` tensors and a
+calibration of temperature and threshold only: it still loads and
+classifies as it did (network probabilities, summed confidence).
 
 Loading validates every file and says what is wrong and which package
 version wrote the directory. Writing goes to a temporary sibling directory
@@ -31,8 +38,11 @@ from .model import Backbone, BarcodeMambaNet
 from .taxonomy import LabelEncoder
 from .tokenizer import DNATokenizer
 from .heads import head_sizes
+from .abstention import Caller
+from .memory import ReferenceMemory
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+BACKBONE_FORMAT_VERSION = 1
 FILES = ("config.json", "tokenizer.json", "labels.json", "model.safetensors")
 ORIENT_KEY = "orientation_kmers"
 
@@ -60,6 +70,8 @@ def write_classifier_files(clf: TaxonomicClassifier, path: str) -> None:
     tensors = {k: v.detach().cpu().contiguous()
                for k, v in clf.net.state_dict().items()}
     tensors[ORIENT_KEY] = torch.from_numpy(clf.orienter.bits.copy())
+    if clf.memory is not None:
+        tensors.update(clf.memory.to_tensors())
     save_file(tensors, os.path.join(path, "model.safetensors"),
               metadata={"format_version": str(FORMAT_VERSION),
                         "package_version": __version__})
@@ -169,6 +181,7 @@ def load_classifier(path: str, map_location: str = "cpu"
     if bits is None:
         raise ValueError(f"model.safetensors lacks {ORIENT_KEY!r} (written "
                          f"by {writer}).")
+    memory = _read_memory(tensors, labels, mcfg, writer)
     try:
         n_classes = head_sizes(labels, tcfg.heads)
     except ValueError as exc:
@@ -191,8 +204,52 @@ def load_classifier(path: str, map_location: str = "cpu"
     clf.orienter = KmerOrienter(bits.numpy().astype(np.uint8),
                                 cfg.get("orientation_k", 10))
     clf.calibration = cfg["calibration"]
+    clf.memory = memory
+    _check_calibration(clf.calibration, labels, memory, writer)
     clf.summary = cfg.get("summary", {})
     return clf
+
+
+def _read_memory(tensors: dict, labels: LabelEncoder, mcfg: ModelConfig,
+                 writer: str):
+    """Pop the ``memory.*`` tensors and check them against the labels and
+    the embedding width; None for a classifier without memory."""
+    mem = {k: tensors.pop(k) for k in list(tensors)
+           if k.startswith("memory.")}
+    try:
+        memory = ReferenceMemory.from_tensors(mem)
+    except ValueError as exc:
+        raise ValueError(f"model.safetensors (written by {writer}): "
+                         f"{exc}") from None
+    if memory is None:
+        return None
+    leaf = memory.leaf
+    if memory.embeddings.shape[1] != mcfg.d_model or (len(leaf) and (
+            int(leaf.max()) >= len(labels.leaves) or int(leaf.min()) < -1)) \
+            or int(memory.seq_offsets[-1]) != len(memory.seq_data):
+        raise ValueError(f"the reference memory in model.safetensors does "
+                         f"not match config.json/labels.json (written by "
+                         f"{writer}): re-create the classifier.")
+    return memory
+
+
+def _check_calibration(cal: dict, labels: LabelEncoder, memory,
+                       writer: str) -> None:
+    """The calibration must be usable by :class:`.abstention.Caller`."""
+    try:
+        caller = Caller(cal, labels, memory)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"config.json (written by {writer}) has an invalid "
+                         f"calibration: {exc}") from None
+    if caller.calibrator is not None and \
+            caller.calibrator.n_ranks != len(labels.rank_names):
+        raise ValueError(f"config.json (written by {writer}): the "
+                         "calibrator's ranks do not match labels.json.")
+    m = caller.mixture
+    if (m.kmer > 0 or m.emb > 0) and memory is None:
+        raise ValueError(f"config.json (written by {writer}) mixes in "
+                         "neighbour votes but model.safetensors has no "
+                         "reference memory: re-create the classifier.")
 
 
 # ------------------------------------------------------------ backbones
@@ -203,7 +260,7 @@ def write_backbone_files(bb, path: str) -> None:
     """Write a :class:`.backbones.PretrainedBackbone` into existing
     ``path``."""
     config = {
-        "format_version": FORMAT_VERSION,
+        "format_version": BACKBONE_FORMAT_VERSION,
         "kind": "backbone",
         "package": "q2-barcodemamba",
         "package_version": __version__,
@@ -216,7 +273,7 @@ def write_backbone_files(bb, path: str) -> None:
         fh.write(bb.tokenizer.to_json())
     save_file({k: v.detach().cpu().contiguous() for k, v in bb.state.items()},
               os.path.join(path, "backbone.safetensors"),
-              metadata={"format_version": str(FORMAT_VERSION),
+              metadata={"format_version": str(BACKBONE_FORMAT_VERSION),
                         "package_version": __version__})
 
 
@@ -234,11 +291,11 @@ def load_backbone(path: str):
     if cfg.get("kind") != "backbone" or not isinstance(fv, int):
         raise ValueError(f"config.json (written by {writer}) does not "
                          "describe a q2-barcodemamba backbone.")
-    if fv > FORMAT_VERSION:
+    if fv > BACKBONE_FORMAT_VERSION:
         raise ValueError(
             f"This backbone has format version {fv} and was written by "
             f"{writer}; this q2-barcodemamba {__version__} reads format "
-            f"version {FORMAT_VERSION} and older. Upgrade q2-barcodemamba.")
+            f"version {BACKBONE_FORMAT_VERSION} and older. Upgrade q2-barcodemamba.")
     try:
         mcfg = ModelConfig.from_dict(cfg["model_config"])
     except (KeyError, TypeError, ValueError) as exc:

@@ -326,3 +326,34 @@ class MultiTaskLoss:
         """logits: per head (B, n_h); targets: (B, n_heads) long, columns
         in the order of the network's heads."""
         return mean_over_heads(*self.terms(logits, targets))
+
+
+def supervised_contrastive(z: torch.Tensor, groups: Sequence[torch.Tensor],
+                           weights: Sequence[float], temperature: float = 0.1
+                           ) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "SupCon") over the
+    batch, summed over grouping levels with ``weights``.
+
+    ``z`` (B, D) embeddings (L2-normalised here); each ``groups[l]`` (B,)
+    long holds the read's taxon at one level (e.g. species, genus), -1 for
+    unknown. For every read with at least one other read of its taxon in
+    the batch, the loss is the mean over those positives of
+    ``-log softmax_j(z_i . z_j / temperature)`` over all other reads j. It
+    pulls reads of one species (and, with a smaller weight, one genus)
+    together in the embedding the reference memory searches (as DNABERT-S
+    does for DNA embeddings, arXiv 2402.08777). Zero when no read has a
+    positive.
+    """
+    z = F.normalize(z.float(), dim=1)
+    n = z.shape[0]
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    logp = (z @ z.T / temperature).masked_fill(eye, -1e9).log_softmax(1)
+    total = z.new_zeros(())
+    for g, w in zip(groups, weights):
+        pos = (g[:, None] == g[None, :]) & (g[:, None] >= 0) & ~eye
+        npos = pos.sum(1)
+        has = npos > 0
+        if w > 0 and bool(has.any()):
+            per_read = -(logp * pos).sum(1)[has] / npos[has]
+            total = total + w * per_read.mean()
+    return total

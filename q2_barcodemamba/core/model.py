@@ -256,10 +256,14 @@ class BarcodeMambaNet(nn.Module):
             mask = tokens != 0
         return masked_mean(self.backbone(tokens), mask)       # (B, D)
 
-    def forward(self, tokens, mask=None):
-        """List of logits, one (B, n_h) tensor per head."""
-        z = self.dropout(self.embed(tokens, mask))            # (B, D)
-        return [head(z) for head in self.heads]
+    def forward(self, tokens, mask=None, with_embedding: bool = False):
+        """List of logits, one (B, n_h) tensor per head; with
+        ``with_embedding`` also the pooled embedding (B, D) before dropout
+        (``(logits, z)``), e.g. for a contrastive term under DDP."""
+        emb = self.embed(tokens, mask)                        # (B, D)
+        z = self.dropout(emb)
+        logits = [head(z) for head in self.heads]
+        return (logits, emb) if with_embedding else logits
 
     def param_groups(self, weight_decay: float):
         return param_groups(self, weight_decay)

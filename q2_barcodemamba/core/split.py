@@ -161,3 +161,43 @@ def grouped_split(seqs: Sequence[str], lineages: Sequence[Tuple[str, ...]],
     if held.sum() < target:
         take_unseen(target - held.sum())
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def hold_out_genera(lineages: Sequence[Tuple[str, ...]], train: np.ndarray,
+                    held: np.ndarray, fraction: float, seed: int = 0,
+                    rank: int = -2) -> Tuple[np.ndarray, np.ndarray]:
+    """Move whole genera (the taxa at ``rank`` of the lineages, the
+    second-last by default) from ``train`` to ``held`` until about
+    ``fraction`` of all records are such genera. A genus moves only if its
+    family keeps another genus in training, and no genus larger than a
+    tenth of the target moves, so the right answer for its reads (the
+    family) stays knowable. Returns sorted (train, held). Deterministic for
+    a ``seed``. The calibrator of :mod:`.abstention` learns from these reads
+    when to stop at the family."""
+    target = int(round(fraction * (len(train) + len(held))))
+    if target == 0:
+        return train, held
+    genus = defaultdict(list)
+    for i in train:
+        lin = lineages[i]
+        depth = len(lin) + rank if rank < 0 else rank
+        if depth >= 1 and len(lin) > depth:
+            genus[tuple(lin[:depth + 1])].append(int(i))
+    family = defaultdict(set)
+    for g in genus:
+        family[g[:-1]].add(g)
+    order = sorted(genus)
+    random.Random(seed + 17).shuffle(order)
+    moved: List[int] = []
+    for g in order:
+        if len(moved) >= target:
+            break
+        family[g[:-1]].discard(g)
+        if not family[g[:-1]] or len(genus[g]) > max(1, target // 10):
+            family[g[:-1]].add(g)      # keep it: it is the family's last
+            continue
+        moved.extend(genus[g])
+    gone = np.zeros(len(train) + len(held), dtype=bool)
+    gone[moved] = True
+    return (np.asarray(sorted(i for i in train if not gone[i]), dtype=int),
+            np.asarray(sorted(set(held.tolist()) | set(moved)), dtype=int))

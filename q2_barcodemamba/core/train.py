@@ -19,7 +19,8 @@ from .config import FINETUNE_LR, SCRATCH_LR, ModelConfig, TrainConfig
 from .data import length_batches
 from .heads import head_index, head_names, head_sizes
 from .loop import Schedule, StepLoss, epoch_batches, run_epochs
-from .losses import MultiTaskLoss
+from .augment import AugmentConfig, augment_batch
+from .losses import MultiTaskLoss, supervised_contrastive
 from .model import BarcodeMambaNet
 from .runtime import configure, log, main_only, pad_batch, seed_everything
 
@@ -65,31 +66,85 @@ def load_start(net: BarcodeMambaNet, init_state: dict) -> None:
 
 def classification_step(dnet, loss_fn: MultiTaskLoss,
                         tokens: Sequence[Sequence[int]], y: np.ndarray,
-                        device) -> Callable[[list, bool], StepLoss]:
-    """The loop's batch -> loss function of the classification heads."""
+                        device, contrast: Optional["Contrast"] = None,
+                        variants: Optional[Callable[[list], list]] = None
+                        ) -> Callable[[list, bool], StepLoss]:
+    """The loop's batch -> loss function of the classification heads,
+    plus the supervised contrastive term of ``contrast`` when given.
+    ``variants(rows)``: token lists of augmented reads in place of
+    ``tokens[rows]`` (:mod:`.augment`)."""
     def batch_loss(rows, dummy: bool) -> StepLoss:
-        tok, mask = pad_batch([tokens[i] for i in rows], device)
+        toks = variants(rows) if variants is not None and not dummy \
+            else [tokens[i] for i in rows]
+        tok, mask = pad_batch(toks, device)
         target = torch.as_tensor(y[rows], device=device)
         if dummy:   # no rows here: one masked row joins the all-reduce
             target = torch.full_like(target, -1)
-        loss = loss_fn(dnet(tok, mask), target)
+        if contrast is None:
+            loss = loss_fn(dnet(tok, mask), target)
+        else:
+            logits, z = dnet(tok, mask, with_embedding=True)
+            loss = loss_fn(logits, target) + contrast(z, rows, dummy)
         n = 0 if dummy else len(rows)
         return StepLoss(loss, loss.item() * n if n else 0.0, n)
     return batch_loss
 
 
+class Contrast:
+    """The supervised contrastive term (:func:`.losses.
+    supervised_contrastive`) of a batch: reads grouped by whole lineage
+    (weight 1) and by genus (weight 1/2), scaled by ``weight``."""
+
+    def __init__(self, y: np.ndarray, weight: float, temperature: float,
+                 device):
+        # y (n, R + 1): ranks then leaf; the leaf is the species-level group
+        cols = [y.shape[1] - 1] + ([y.shape[1] - 3] if y.shape[1] > 2 else [])
+        self.groups = torch.as_tensor(y[:, cols], device=device)
+        self.levels = [1.0, 0.5][:len(cols)]
+        self.weight, self.temperature = weight, temperature
+
+    def __call__(self, z: torch.Tensor, rows, dummy: bool) -> torch.Tensor:
+        g = self.groups[torch.as_tensor(rows, device=self.groups.device)]
+        if dummy:
+            g = torch.full_like(g, -1)
+        return self.weight * supervised_contrastive(
+            z, list(g.T), self.levels, self.temperature)
+
+
+def variant_tokens(seqs: Sequence[str], tokenizer, max_length: int,
+                   cfg: AugmentConfig, seed: int) -> Callable[[list], list]:
+    """``variants(rows)`` for :func:`classification_step`: the reads of
+    ``rows``, each varied with probability ``cfg.p``; the n-th call draws
+    from seed (``seed``, n), so a run is reproducible."""
+    calls = [0]
+
+    def variants(rows) -> list:
+        calls[0] += 1
+        varied = augment_batch([seqs[i] for i in rows],
+                               seed * 1_000_003 + calls[0], cfg)
+        return tokenizer.encode(varied, max_length)
+    return variants
+
+
 def validation(net, tokens, y, batch_size: int, device, loss_fn,
-               names: Sequence[str]):
-    """The loop's per-epoch evaluation (val_loss, val_accuracy per head)
-    and the matching progress text."""
+               names: Sequence[str], score=None):
+    """The loop's per-epoch evaluation (val_loss, val_accuracy per head,
+    and the fields of ``score(net, val_leaf_logits)`` when given) and the
+    matching progress text."""
     def run(epoch: int) -> dict:
-        vl, acc, _ = evaluate(net, tokens, y, batch_size, device, loss_fn)
-        return {"val_loss": vl,
-                "val_accuracy": {r: float(a) for r, a in zip(names, acc)}}
+        vl, acc, logits = evaluate(net, tokens, y, batch_size, device,
+                                   loss_fn)
+        rec = {"val_loss": vl,
+               "val_accuracy": {r: float(a) for r, a in zip(names, acc)}}
+        if score is not None:
+            rec.update(score(net, logits))
+        return rec
 
     def text(rec: dict) -> str:
-        return f" val_loss {rec['val_loss']:.4f} val_acc " + " ".join(
+        return (f" val_loss {rec['val_loss']:.4f} val_acc " + " ".join(
             f"{r[:3]} {a:.3f}" for r, a in rec["val_accuracy"].items())
+            + (f" right calls {rec['right_call']:.3f}"
+               if "right_call" in rec else ""))
     return run, text
 
 
@@ -97,16 +152,23 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 train_tokens: Sequence[Sequence[int]], train_y: np.ndarray,
                 val_tokens: Sequence[Sequence[int]], val_y: np.ndarray,
                 progress: Callable[[str], None] = log,
-                init_state: Optional[dict] = None):
+                init_state: Optional[dict] = None,
+                score: Optional[Callable[..., dict]] = None,
+                variants: Optional[Callable[[list], list]] = None):
     """Train ``BarcodeMambaNet`` and return (net, history, val_leaf_logits).
 
     ``labels``: the LabelEncoder (heads = its ranks + the leaf head, or the
     leaf head only when ``tcfg.heads == 'single'``).
-    ``train_y``/``val_y``: (n, R + 1) class targets, -1 = unknown. The
-    returned net holds the weights of the epoch with the lowest validation
-    loss (or the last epoch when there is no validation data).
+    ``train_y``/``val_y``: (n, R + 1) class targets, -1 = unknown. With
+    ``tcfg.contrastive_weight > 0`` a supervised contrastive term on the
+    pooled embedding joins the loss (:class:`Contrast`).
+    The returned net holds the weights of the best validation epoch: the
+    highest ``score(net, val_leaf_logits)["right_call"]`` when ``score``
+    is given and ``tcfg.select == 'right_call'``, else the lowest
+    validation loss (the last epoch without validation data).
     ``init_state``: starting weights (e.g. a pretrained backbone's), loaded
-    non-strictly over the fresh initialisation.
+    non-strictly over the fresh initialisation. ``variants``: see
+    :func:`classification_step`.
     Under ``torchrun`` the batches are split over the processes
     (:mod:`.distributed`); every process returns the same network.
     """
@@ -120,6 +182,9 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
     net = BarcodeMambaNet(cfg, head_sizes(labels, tcfg.heads)).to(device)
     loss_fn = MultiTaskLoss(tcfg, labels.classes, labels.leaf_to_class,
                             train_y, device, heads=cols)
+    contrast = (Contrast(train_y, tcfg.contrastive_weight,
+                         tcfg.contrastive_temperature, device)
+                if tcfg.contrastive_weight > 0 else None)
     train_y, val_y = train_y[:, cols], val_y[:, cols]
     if init_state is not None:
         load_start(net, init_state)
@@ -130,7 +195,11 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
     has_val = len(val_tokens) > 0
     evaluate_epoch, val_text = validation(
         net, val_tokens, val_y, tcfg.batch_size * 2, device, loss_fn,
-        head_names(labels, tcfg.heads))
+        head_names(labels, tcfg.heads), score)
+    select = None
+    if has_val:
+        select = ("right_call" if score is not None
+                  and tcfg.select == "right_call" else "val_loss")
 
     def report(rec: dict) -> None:
         progress(f"epoch {rec['epoch']}/{tcfg.epochs} loss "
@@ -142,14 +211,14 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
              f"device {device}, {torch.get_num_threads()} threads")
     history = run_epochs(
         net, opt, classification_step(dnet, loss_fn, train_tokens, train_y,
-                                      device),
+                                      device, contrast, variants),
         epoch_batches([len(t) for t in train_tokens], tcfg.batch_size,
                       tcfg.random_seed),
         Schedule.for_run(len(train_tokens), tcfg.batch_size, tcfg.epochs,
                          tcfg.learning_rate, tcfg.warmup_fraction),
         tcfg.grad_clip, range(1, tcfg.epochs + 1), device=device,
-        evaluate=evaluate_epoch if has_val else None,
-        select="val_loss" if has_val else None, patience=tcfg.patience,
+        evaluate=evaluate_epoch if has_val else None, select=select,
+        maximize=select == "right_call", patience=tcfg.patience,
         report=report, progress=progress)
     val_logits = None
     if has_val:

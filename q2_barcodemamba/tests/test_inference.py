@@ -143,14 +143,15 @@ def test_multitask_loss_hls_penalises_distant_confusions_more():
     assert pairs >= 2    # phylum B (1 read) vs A (3); Pichia vs Candida
 
 
-def test_unassigned_reports_the_top_rank_confidence():
-    """A read failing even the top rank is Unassigned with the confidence
-    of its best top-rank taxon (what classify writes), not 0 or 1."""
+def test_unassigned_reports_one_minus_the_top_rank_confidence():
+    """A read failing even the top rank is Unassigned with 1 - the
+    confidence of its best top-rank taxon (classify-sklearn's contract:
+    how sure we are that nothing can be called), not 0 or 1."""
     enc, lin = encoder()
     chosen = np.array([[0, 1, 2, 0], [0, 0, 0, 0]])
     conf = np.array([[0.4, 0.3, 0.2, 0.1], [0.9, 0.8, 0.7, 0.6]])
     calls = truncate(chosen, conf, enc.classes, 0.65)
-    assert calls[0] == ("Unassigned", pytest.approx(0.4))
+    assert calls[0] == ("Unassigned", pytest.approx(0.6))
     assert calls[1] == (enc.classes[2][0], pytest.approx(0.7))
     # through the walk: two kingdoms of 0.45 / 0.55 at threshold 0.6
     lin2 = parse_taxonomy(["a", "b"], ["k__A;p__X", "k__B;p__Y"])
@@ -159,7 +160,7 @@ def test_unassigned_reports_the_top_rank_confidence():
     chosen, conf = hierarchical_walk(p, torch.as_tensor(enc2.leaf_to_class),
                                      enc2.n_classes)
     assert truncate(chosen.numpy(), conf.numpy(), enc2.classes, 0.6) == [
-        ("Unassigned", pytest.approx(0.55))]
+        ("Unassigned", pytest.approx(0.45))]
 
 
 def test_known_in_scores_unseen_taxa_at_their_deepest_seen_rank():

@@ -1,0 +1,266 @@
+"""From network, neighbours and calibrator to a call per read and rank.
+
+For a batch of queries:
+
+1. the lineage distribution is a mixture of the network's (temperature-
+   scaled) lineage probabilities and the votes of the nearest reference
+   reads, by k-mer similarity and by embedding (:class:`Mixture`);
+2. the top-down walk (:func:`.inference.hierarchical_walk`) picks one
+   taxon per rank, each a child of the one above, with its summed
+   probability (``mass``);
+3. per rank, evidence for that taxon: its mass, the k-mer similarity of
+   the nearest reference read of the taxon (``kmer_top``) and its lead
+   over the nearest read of any other taxon of that rank
+   (``kmer_margin``), optionally the same by embedding and the network's
+   own mass (:func:`rank_evidence`);
+4. the calibrator turns the evidence into the probability that the call
+   at that rank is right (:mod:`.calibrator`).
+
+:func:`fit_abstention` chooses the mixture (weights, number of voters
+``k``, vote temperature ``tau``) and fits the calibrator on the
+classifier's validation split, where the reference memory holds only the
+training reads (cross-fitting): every choice maximises the share of right
+calls on validation, with the calibrator's confidences computed out of
+fold (a calibrator never scores the reads it was fitted on).
+"""
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .calibrator import RankCalibrator, group_folds, out_of_fold
+from .inference import THRESHOLDS, hierarchical_walk, right_call_curve
+from .memory import Neighbours, ReferenceMemory
+
+FEATURES = ("mass", "kmer_top", "kmer_margin")
+ALL_FEATURES = FEATURES + ("net_mass", "emb_top", "emb_margin")
+
+
+@dataclass
+class Mixture:
+    """p = net * p_network + kmer * votes(k-mer neighbours)
+    + emb * votes(embedding neighbours); the weights sum to 1."""
+    net: float = 1.0
+    kmer: float = 0.0
+    emb: float = 0.0
+    k: int = 1
+    tau: float = 0.02
+
+    def probs(self, p_net: torch.Tensor, nb: Optional[Neighbours],
+              memory: Optional[ReferenceMemory]) -> torch.Tensor:
+        p = p_net * self.net if self.net != 1.0 else p_net
+        n_leaves = p_net.shape[1]
+        if self.kmer > 0:
+            p = p + self.kmer * memory.votes(nb.kmer_idx, nb.kmer_sim,
+                                             self.k, self.tau, n_leaves)
+        if self.emb > 0:
+            p = p + self.emb * memory.votes(nb.emb_idx, nb.emb_sim, self.k,
+                                            self.tau, n_leaves)
+        return p
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_grid(use_kmer: bool = True, use_emb: bool = True
+                 ) -> List[Mixture]:
+    """The mixtures tried on validation: the network alone, and with
+    neighbour votes of each kind and both, over k and tau."""
+    weights = [(1.0, 0.0, 0.0)]
+    if use_kmer:
+        weights += [(0.0, 1.0, 0.0), (0.3, 0.7, 0.0), (0.6, 0.4, 0.0)]
+    if use_emb:
+        weights += [(0.0, 0.0, 1.0), (0.5, 0.0, 0.5)]
+    if use_kmer and use_emb:
+        weights += [(0.3, 0.5, 0.2)]
+    grid = []
+    for w in weights:
+        if w == (1.0, 0.0, 0.0):
+            grid.append(Mixture())
+            continue
+        for k, tau in ((1, 0.02), (5, 0.02), (5, 0.1), (20, 0.05)):
+            grid.append(Mixture(*w, k=k, tau=tau))
+    return grid
+
+
+def reference_classes(leaf_to_class: np.ndarray, memory: ReferenceMemory
+                      ) -> np.ndarray:
+    """Class of every reference read at every rank (R, n_ref), -1 where
+    unknown."""
+    leaf = memory.leaf.numpy()
+    cls = leaf_to_class[:, np.maximum(leaf, 0)]
+    cls[:, leaf < 0] = -1
+    return cls
+
+
+def _top_and_margin(sim: np.ndarray, cand_cls: np.ndarray,
+                    chosen: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per rank: best similarity among the candidates of the chosen class,
+    and its lead over the best candidate of another known class. Without
+    such a candidate the lowest candidate similarity stands in (a bound:
+    the true value is at most that)."""
+    low = sim.min(1, initial=0.0) if sim.shape[1] else np.zeros(len(sim))
+    B, R = chosen.shape
+    top, margin = np.zeros((B, R)), np.zeros((B, R))
+    for r in range(R):
+        same = cand_cls[r] == chosen[:, r:r + 1]
+        other = ~same & (cand_cls[r] >= 0)
+        t = np.where(same, sim, -np.inf).max(1, initial=-np.inf)
+        o = np.where(other, sim, -np.inf).max(1, initial=-np.inf)
+        t = np.where(np.isfinite(t), t, low)
+        o = np.where(np.isfinite(o), o, low)
+        top[:, r], margin[:, r] = t, t - o
+    return top, margin
+
+
+def class_mass(p: torch.Tensor, leaf_to_class: torch.Tensor,
+               chosen: np.ndarray) -> np.ndarray:
+    """Summed probability (B, R) of the chosen class at every rank."""
+    ch = torch.as_tensor(chosen)
+    out = torch.zeros(ch.shape, dtype=p.dtype)
+    for r in range(ch.shape[1]):
+        member = leaf_to_class[r][None, :] == ch[:, r:r + 1]
+        out[:, r] = (p * (member & (ch[:, r:r + 1] >= 0))).sum(1)
+    return out.numpy()
+
+
+def rank_evidence(features: Sequence[str], chosen: np.ndarray,
+                  mass: np.ndarray, nb: Optional[Neighbours],
+                  ref_cls: Optional[np.ndarray], p_net: torch.Tensor,
+                  leaf_to_class: torch.Tensor) -> np.ndarray:
+    """Evidence (B, R, F) for the walk's calls ``chosen`` (B, R)."""
+    cols: Dict[str, np.ndarray] = {"mass": mass}
+    for kind in ("kmer", "emb"):
+        if f"{kind}_top" in features or f"{kind}_margin" in features:
+            idx = nb.kmer_idx if kind == "kmer" else nb.emb_idx
+            sim = nb.kmer_sim if kind == "kmer" else nb.emb_sim
+            cols[f"{kind}_top"], cols[f"{kind}_margin"] = _top_and_margin(
+                sim, ref_cls[:, idx], chosen)
+    if "net_mass" in features:
+        cols["net_mass"] = class_mass(p_net, leaf_to_class, chosen)
+    return np.stack([cols[f] for f in features], axis=2)
+
+
+def walk(p: torch.Tensor, leaf_to_class: torch.Tensor,
+         n_classes: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+    chosen, mass = hierarchical_walk(p, leaf_to_class, n_classes)
+    return chosen.numpy(), mass.numpy().astype(np.float64)
+
+
+def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
+                   memory: Optional[ReferenceMemory], labels,
+                   y: np.ndarray, groups: Sequence[str],
+                   grid: Sequence[Mixture],
+                   features: Sequence[str] = FEATURES,
+                   learned: bool = True, n_folds: int = 5, seed: int = 0,
+                   progress: Optional[Callable[[str], None]] = None
+                   ) -> dict:
+    """Choose the mixture, fit the calibrator and pick the threshold on
+    validation reads: ``p_net`` (n, n_leaves) their calibrated network
+    probabilities, ``nb`` their neighbours in ``memory`` (training reads
+    only), ``y`` (n, R) their targets over the training classes (-1 where
+    the reference cannot know the rank), ``groups`` their species (reads
+    of one species share a fold). ``learned=False``: the confidence is the
+    summed probability (no calibrator). Returns the JSON-ready calibration
+    fields (``mixture``, ``calibrator``, ``features``, ``thresholds``,
+    ``right_call_rate``, ``best_confidence``) and ``score``, the best
+    right-call rate."""
+    l2c = torch.as_tensor(labels.leaf_to_class)
+    ref_cls = (reference_classes(labels.leaf_to_class, memory)
+               if memory is not None else None)
+    folds = group_folds(groups, n_folds, seed)
+    best = None
+    for mix in grid:
+        chosen, mass = walk(mix.probs(p_net, nb, memory), l2c,
+                            labels.n_classes)
+        right, valid = (chosen == y) & (y >= 0), chosen >= 0
+        X = conf = mass
+        if learned:
+            X = rank_evidence(features, chosen, mass, nb, ref_cls, p_net, l2c)
+            conf = out_of_fold(X, right, valid, features, folds)
+        curve = right_call_curve(chosen, conf, y, THRESHOLDS)
+        i = int(np.argmax(curve))
+        if best is None or curve[i] > best["score"] + 1e-9:
+            best = {"score": curve[i], "mixture": mix, "curve": curve,
+                    "threshold": THRESHOLDS[i], "X": X, "right": right,
+                    "valid": valid}
+    calibrator = (RankCalibrator.fit(best["X"], best["right"], features,
+                                     best["valid"]).to_dict()
+                  if learned else None)
+    mix = best["mixture"]
+    if progress is not None:
+        progress(f"abstention: mixture network {mix.net:g} / k-mer "
+                 f"neighbours {mix.kmer:g} / embedding neighbours "
+                 f"{mix.emb:g} (k {mix.k}, tau {mix.tau:g}), "
+                 f"{'learned' if learned else 'summed'} confidence; "
+                 f"right-call rate on validation {best['score']:.3f} at "
+                 f"confidence {best['threshold']}")
+    return {"mixture": mix.to_dict(), "calibrator": calibrator,
+            "features": list(features) if learned else ["mass"],
+            "thresholds": THRESHOLDS, "right_call_rate": best["curve"],
+            "best_confidence": best["threshold"], "score": best["score"]}
+
+
+def epoch_grid(use_kmer: bool) -> List[Mixture]:
+    """The few mixtures scored after every training epoch (no embedding
+    votes: those would need the training reads re-embedded each epoch)."""
+    if not use_kmer:
+        return [Mixture()]
+    return [Mixture(), Mixture(0.6, 0.4, 0.0, 5, 0.02),
+            Mixture(0.3, 0.7, 0.0, 5, 0.02)]
+
+
+def features_for(memory: bool, kmer: bool) -> Tuple[str, ...]:
+    """The calibrator's evidence for a classifier with or without memory
+    and k-mer similarity."""
+    if memory and kmer:
+        return FEATURES
+    if memory:
+        return ("mass", "emb_top", "emb_margin")
+    return ("mass",)
+
+
+class Caller:
+    """Calls and confidences of a fitted classifier's calibration (the
+    JSON of :func:`fit_abstention` plus ``temperature``) for batches of
+    network outputs."""
+
+    def __init__(self, calibration: dict, labels,
+                 memory: Optional[ReferenceMemory]):
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.mixture = Mixture(**calibration.get("mixture", {}))
+        cal = calibration.get("calibrator")
+        self.calibrator = RankCalibrator.from_dict(cal) if cal else None
+        self.features = tuple(calibration.get("features", ("mass",)))
+        self.labels, self.memory = labels, memory
+        self.l2c = torch.as_tensor(labels.leaf_to_class)
+        self.ref_cls = (reference_classes(labels.leaf_to_class, memory)
+                        if memory is not None else None)
+        m = self.mixture
+        need = self.calibrator is not None
+        self.n_kmer = 64 if memory is not None and (
+            m.kmer > 0 or need and "kmer_top" in self.features) else 0
+        self.n_emb = 32 if memory is not None and (
+            m.emb > 0 or need and "emb_top" in self.features) else 0
+
+    def probs(self, seqs: Sequence[str], z: torch.Tensor,
+              logits: torch.Tensor):
+        """(mixture leaf probabilities, network probabilities, neighbours)
+        of cleaned, oriented reads with embeddings ``z`` and leaf logits."""
+        p_net = torch.softmax(logits.float() / self.temperature, dim=1)
+        nb = None
+        if self.n_kmer or self.n_emb:
+            nb = self.memory.neighbours(seqs, z, self.n_kmer, self.n_emb)
+        return self.mixture.probs(p_net, nb, self.memory), p_net, nb
+
+    def __call__(self, seqs: Sequence[str], z: torch.Tensor,
+                 logits: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+        """Chosen class (B, R) and confidence (B, R) per rank."""
+        p, p_net, nb = self.probs(seqs, z, logits)
+        chosen, mass = walk(p, self.l2c, self.labels.n_classes)
+        if self.calibrator is None:
+            return chosen, mass
+        X = rank_evidence(self.features, chosen, mass, nb, self.ref_cls,
+                          p_net, self.l2c)
+        return chosen, self.calibrator.confidence(X)
