@@ -61,21 +61,13 @@ def barcodemamba_rank_calls(qza: str, seqs: Sequence[str]
                                        float]:
     """(labels, conf (n, R), the classifier's 'auto' threshold)."""
     import qiime2
-    import torch
     from q2_barcodemamba.core.classifier import TaxonomicClassifier
-    from q2_barcodemamba.core.data import orient
-    from q2_barcodemamba.core.inference import hierarchical_walk
     clf = qiime2.Artifact.load(qza).view(TaxonomicClassifier)
-    oriented = orient(list(seqs), "auto", clf.orienter)
-    probs = torch.as_tensor(clf.predict_proba(oriented))
-    chosen, conf = hierarchical_walk(
-        probs, torch.as_tensor(clf.labels.leaf_to_class),
-        clf.labels.n_classes)
-    chosen = chosen.numpy()
+    chosen, conf = clf.predict_ranks(list(seqs))
     labels = [[clf.labels.classes[r][c] if c >= 0 else None
                for r, c in enumerate(row)] for row in chosen]
     auto = float(clf.calibration.get("best_confidence", 0.7))
-    return labels, conf.numpy().astype(float), auto
+    return labels, conf.astype(float), auto
 
 
 def best_threshold(curve: dict, prefer: float = 0.7) -> float:

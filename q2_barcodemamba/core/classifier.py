@@ -433,6 +433,30 @@ class TaxonomicClassifier:
             out[[ok[i] for i in b]] = p.numpy()
         return out
 
+    def predict_ranks(self, seqs: Sequence[str], batch_size="auto",
+                      device: str = "auto", read_orientation: str = "auto"
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+        """Per-rank calls before truncation: chosen class index (n, R)
+        (-1 below the deepest rank reached, and for reads shorter than
+        MIN_READ_LENGTH bp) and its confidence (n, R), as ``predict``
+        computes them (the reported ``Confidence`` is the one of the
+        deepest rank kept)."""
+        self._check_fitted()
+        dev = configure(device)
+        batch_size = classify_batch_size(batch_size, dev)
+        self.net.to(dev).eval()
+        caller = self._caller()
+        R = len(self.labels.rank_names)
+        chosen = np.full((len(seqs), R), -1, dtype=np.int64)
+        conf = np.zeros((len(seqs), R))
+        _, ok, good = self._prepare([(str(i), s) for i, s in enumerate(seqs)],
+                                    read_orientation)
+        tokens = self.tokenizer.encode(good, self.train_config.max_length)
+        for b, z, logits in self._forward_batches(tokens, batch_size, dev):
+            rows = [ok[i] for i in b]
+            chosen[rows], conf[rows] = caller([good[i] for i in b], z, logits)
+        return chosen, conf
+
     def predict(self, records: Iterable[Tuple[str, str]],
                 confidence="auto",
                 read_orientation: str = "auto", batch_size="auto",
