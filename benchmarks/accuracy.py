@@ -1,0 +1,221 @@
+"""Ablation of the accuracy parts of the default classifier (issue 13).
+
+    python -m benchmarks.accuracy --bench-dir benchmarks/results/full \\
+        --datasets its_full_cbs_yeasts,its2_cbs [--seeds 0,1,2] \\
+        [--variants default,no-contrastive,...] [--threads 1]
+
+Runs on the splits that ``python -m benchmarks.run --full`` wrote
+(``<bench-dir>/<dataset>/split``: reference, test and validation queries,
+never overlapping haplotypes), fits each variant in-process with the
+QIIME-free core and scores the test queries with the benchmark's metrics
+(right call at the classifier's own ``auto`` threshold, seen-species
+accuracy, unseen species: genus accuracy and species over-call, unseen
+genera: family accuracy, species-level ECE). The default at seed 0 is the
+classifier that ``benchmarks.run`` fitted through the QIIME 2 CLI when it is
+there. Results go to ``<bench-dir>/<dataset>/accuracy/<variant>-s<seed>.json``
+(finished ones are skipped, so the command resumes) and the table to
+``docs/accuracy.md`` (``--report``).
+
+Two kinds of variants:
+
+* refitted: the network is trained again with one part changed
+  (``no-contrastive``, ``select-val-loss``, ``augment``);
+* recalibrated: the default network (same seed) with one part of what is
+  built after training turned off (``no-memory``: network only, with the
+  learned calibrator on its summed probability; ``no-kmer``: embedding
+  neighbours only; ``summed``: the mixture's summed probability as the
+  confidence, no calibrator). The epoch of those networks was still chosen
+  with the whole classifier, so they isolate what each part adds at
+  classify time.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from q2_barcodemamba.core.classifier import (TaxonomicClassifier, _Validation,
+                                             check_reference)
+from q2_barcodemamba.core.config import TrainConfig
+from q2_barcodemamba.core.data import read_fasta
+from q2_barcodemamba.core.heads import targets
+from q2_barcodemamba.core.memory import ReferenceMemory
+from q2_barcodemamba.core.taxonomy import parse_taxonomy
+
+from . import metrics
+from .splits import read_taxonomy, read_truth
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFIT = {"default": {}, "no-contrastive": {"contrastive_weight": 0.0},
+         "select-val-loss": {"select": "val_loss"},
+         "augment": {"augment": 0.5}}
+RECAL = {"no-memory": {"memory": False}, "no-kmer": {"kmer_similarity": False},
+         "summed": {"abstention": "summed"}}
+LABELS = {
+    "default": "default (all parts on)",
+    "no-contrastive": "no contrastive term (refit)",
+    "select-val-loss": "epoch by validation loss, not right calls (refit)",
+    "augment": "with augmentation, 50 % of reads varied (refit)",
+    "no-memory": "no reference memory: network + calibrator (same network)",
+    "no-kmer": "memory without k-mer similarity (same network)",
+    "summed": "summed probability as confidence, no calibrator "
+              "(same network)",
+}
+SCORES = ("right_call", "seen_species_accuracy",
+          "unseen_species_genus_accuracy", "unseen_species_overcall",
+          "unseen_genus_family_accuracy")
+
+
+def load_split(ds_dir: str):
+    split = os.path.join(ds_dir, "split")
+    recs = list(read_fasta(os.path.join(split, "reference.fasta")))
+    tax = read_taxonomy(os.path.join(split, "reference-taxonomy.tsv"))
+    return [r[0] for r in recs], [r[1] for r in recs], tax
+
+
+def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test") -> dict:
+    """The benchmark's scores of ``clf`` on the split's ``part`` queries."""
+    split = os.path.join(ds_dir, "split")
+    prefixes = metrics.reference_prefixes(read_taxonomy(
+        os.path.join(split, "reference-taxonomy.tsv")))
+    truth = metrics.Truth(read_truth(os.path.join(split, f"{part}-truth.tsv")),
+                          prefixes)
+    reads = dict(read_fasta(os.path.join(split, f"{part}.fasta")))
+    seqs = [reads[i] for i in truth.ids]
+    t = time.time()
+    chosen, conf = clf.predict_ranks(seqs)
+    secs = time.time() - t
+    labels = [[clf.labels.classes[r][c] if c >= 0 else None
+               for r, c in enumerate(row)] for row in chosen]
+    thr = float(clf.calibration.get("best_confidence", 0.7))
+    m = metrics.evaluate(truth, dict(zip(truth.ids, metrics.calls_at(
+        labels, conf, thr))))
+    out = {k: m[k] for k in SCORES}
+    out["rank_accuracy"] = m["rank_accuracy"]
+    out["ece"] = metrics.calibration_error(truth, labels, conf,
+                                           truth.ids)["ece"]
+    out.update(threshold=thr, reads_per_second=len(seqs) / max(secs, 1e-9),
+               n_queries=len(seqs))
+    return out
+
+
+def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
+                ) -> TaxonomicClassifier:
+    """``clf``'s network with the calibration and memory of a classifier
+    fitted with ``overrides`` (same split, same seed)."""
+    out = TaxonomicClassifier(clf.preset_name, clf.model_config,
+                              replace(clf.train_config, **overrides))
+    out.tokenizer, out.labels, out.net = clf.tokenizer, clf.labels, clf.net
+    out.orienter, out.summary = clf.orienter, clf.summary
+    tc = out.train_config
+    seqs = check_reference(ids, seqs, tax, tc.min_length, lambda m: None)
+    lineages = parse_taxonomy(ids, [tax[i] for i in ids])
+    train_idx, val_idx = out._split(seqs, lineages,
+                                    len(clf.labels.rank_names),
+                                    lambda m: None)
+    y = targets(clf.labels, lineages)
+    val = _Validation(out, seqs, lineages, y, train_idx, val_idx)
+    z, logits = out._embed_all(out.tokenizer.encode(seqs, tc.max_length))
+    out.calibration = val.calibrate(z, logits, lambda m: None)
+    out.memory = (ReferenceMemory.build(z, y[:, -1], seqs) if tc.memory
+                  else None)
+    return out
+
+
+def artifact_mib(clf: TaxonomicClassifier) -> float:
+    from q2_barcodemamba.core.io import save_classifier
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "c")
+        save_classifier(clf, path)
+        size = sum(os.path.getsize(os.path.join(path, f))
+                   for f in os.listdir(path))
+    return size / 2 ** 20
+
+
+def default_classifier(ds_dir, ids, seqs, tax, seed, threads, cache):
+    key = ("default", seed)
+    if key in cache:
+        return cache[key], None
+    qza = os.path.join(ds_dir, "methods", "barcodemamba", "classifier.qza")
+    if seed == 0 and os.path.exists(qza):
+        import qiime2
+        clf = qiime2.Artifact.load(qza).view(TaxonomicClassifier)
+        fit_s = clf.summary.get("train_seconds")
+    else:
+        clf, fit_s = fit(ids, seqs, tax, seed, threads, {})
+    cache[key] = clf
+    return clf, fit_s
+
+
+def fit(ids, seqs, tax, seed, threads, overrides):
+    from q2_barcodemamba.core.backbones import shipped_backbone
+    tc = TrainConfig(random_seed=seed, n_threads=threads, **overrides)
+    t = time.time()
+    clf = TaxonomicClassifier("tiny", train_config=tc).fit(
+        ids, seqs, tax, backbone=shipped_backbone(),
+        progress=lambda m: print(m, file=sys.stderr, flush=True))
+    return clf, time.time() - t
+
+
+def run_variant(ds_dir, variant, seed, threads, data, cache) -> dict:
+    ids, seqs, tax = data
+    if variant in RECAL:
+        base, _ = default_classifier(ds_dir, ids, seqs, tax, seed, threads,
+                                     cache)
+        clf, fit_s = recalibrate(base, ids, seqs, tax, **RECAL[variant]), None
+    elif variant == "default":
+        clf, fit_s = default_classifier(ds_dir, ids, seqs, tax, seed,
+                                        threads, cache)
+    else:
+        clf, fit_s = fit(ids, seqs, tax, seed, threads, REFIT[variant])
+    res = {"variant": variant, "seed": seed, "fit_seconds": fit_s,
+           "best_epoch": clf.summary.get("best_epoch"),
+           "calibration": {k: clf.calibration.get(k) for k in (
+               "mixture", "best_confidence", "temperature", "score")},
+           "artifact_mib": artifact_mib(clf),
+           "test": score(clf, ds_dir, "test")}
+    return res
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.accuracy",
+                                 description=__doc__,
+                                 formatter_class=argparse.
+                                 RawDescriptionHelpFormatter)
+    ap.add_argument("--bench-dir", default=os.path.join(
+        REPO, "benchmarks", "results", "full"))
+    ap.add_argument("--datasets", default="its_full_cbs_yeasts")
+    ap.add_argument("--variants", default=",".join(list(REFIT) + list(RECAL)))
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report", help="write the Markdown table here")
+    args = ap.parse_args(argv)
+    for name in args.datasets.split(","):
+        ds_dir = os.path.join(args.bench_dir, name)
+        out_dir = os.path.join(ds_dir, "accuracy")
+        os.makedirs(out_dir, exist_ok=True)
+        data, cache = load_split(ds_dir), {}
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for variant in args.variants.split(","):
+                path = os.path.join(out_dir, f"{variant}-s{seed}.json")
+                if os.path.exists(path):
+                    continue
+                t = time.time()
+                res = run_variant(ds_dir, variant, seed, args.threads, data,
+                                  cache)
+                with open(path, "w") as fh:
+                    json.dump(res, fh, indent=1)
+                print(f"[{name}] {variant} seed {seed}: right call "
+                      f"{res['test']['right_call']:.1f} "
+                      f"({time.time() - t:.0f} s)", flush=True)
+    if args.report:
+        from .accuracy_report import write
+        write(args.bench_dir, args.report)
+
+
+if __name__ == "__main__":
+    main()
