@@ -285,9 +285,15 @@ def _register_fit_classifier(plugin, citations) -> None:
             "classifier": "Trained BarcodeMamba+ classifier."},
         name="Train a BarcodeMamba+ classifier",
         description="Train a BarcodeMamba+ taxonomic classifier "
-                    "(tokenizer, Mamba-2 network, per-rank heads, calibrated "
-                    "confidence) on reference reads and their taxonomy.",
-        citations=[citations["barcodemamba_plus"], citations["mamba2"]],
+                    "(tokenizer, Mamba-2 network, per-rank heads, a memory "
+                    "of the reference reads, learned per-rank confidence) "
+                    "on reference reads and their taxonomy.",
+        citations=[citations["barcodemamba_plus"], citations["mamba2"],
+                   citations["khosla2020supcon"],
+                   citations["zhou2024dnaberts"],
+                   citations["khandelwal2020knnlm"],
+                   citations["ondov2016mash"],
+                   citations["vu2022dnabarcoder"]],
         examples={"fit_classifier_yeast_its": fit_classifier_example,
                   "fit_classifier_from_backbone":
                   fit_classifier_from_backbone_example},
@@ -341,7 +347,9 @@ def _register_classify(plugin, citations) -> None:
         name="Classify reads with a BarcodeMamba+ classifier",
         description="Assign taxonomy to reads with a trained BarcodeMamba+ "
                     "classifier; reads are streamed in batches.",
-        citations=[citations["barcodemamba_plus"]],
+        citations=[citations["barcodemamba_plus"],
+                   citations["khandelwal2020knnlm"],
+                   citations["ondov2016mash"]],
         examples={"classify_yeast_its": classify_example},
     )
 

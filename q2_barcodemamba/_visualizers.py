@@ -45,13 +45,15 @@ def _fmt(x, digits=4):
 
 # ------------------------------------------------------- summarize-classifier
 def history_table(summary: dict, rank_names_: List[str]) -> pd.DataFrame:
-    """One row per training epoch: run ('fit' or 'refit'), losses, learning
-    rate, speed and validation accuracy per rank (NaN where absent)."""
+    """One row per training epoch: run ('fit' or 'refit'), losses, the
+    validation right-call rate that selects the epoch, learning rate, speed
+    and validation accuracy per rank (NaN where absent)."""
     rows = []
     for h in summary.get("history", []):
         row = {"run": "refit" if h.get("refit") else "fit",
                "epoch": h["epoch"], "train_loss": h.get("train_loss"),
                "val_loss": h.get("val_loss", np.nan),
+               "val_right_call": h.get("right_call", np.nan),
                "learning_rate": h.get("lr"),
                "reads_per_second": h.get("seq_per_s"),
                "best_so_far": bool(h.get("best", False))}
@@ -108,7 +110,43 @@ def provenance_text(cfg: dict, clf, summary: dict) -> str:
         lines.append(f"Calibration: temperature {cal['temperature']:.3g}; "
                      "no validation split, so 'auto' confidence is "
                      f"{DEFAULT_CONFIDENCE}.")
+    text = abstention_text(cal, clf)
+    if text:
+        lines.append(text)
     return "\n".join(lines)
+
+
+def abstention_overview(cal: dict, clf) -> list:
+    """Rows about the reference memory, the neighbour mixture and the
+    per-rank calibrator (format 2 classifiers)."""
+    rows = [("Reference memory (reads kept with their embedding)",
+             "memory-reads", len(clf.memory) if clf.memory else 0)]
+    mix = cal.get("mixture")
+    if mix:
+        rows.append(("Lineage probabilities: network / k-mer neighbours / "
+                     "embedding neighbours", "mixture",
+                     f"{mix['net']:g} / {mix['kmer']:g} / {mix['emb']:g} "
+                     f"(k {mix['k']}, vote temperature {mix['tau']:g})"))
+    cb = cal.get("calibrator")
+    rows.append(("Confidence", "confidence-kind",
+                 "learned per-rank calibrator (P(call right)) on "
+                 + ", ".join(cb["features"]) if cb else
+                 "summed lineage probability"))
+    return rows
+
+
+def abstention_text(cal: dict, clf) -> str:
+    mix, cb = cal.get("mixture"), cal.get("calibrator")
+    if not mix:
+        return ""
+    return (f"Reference memory of {len(clf.memory) if clf.memory else 0:,} "
+            f"reads; lineage probabilities mix the network ({mix['net']:g}) "
+            f"with votes of the {mix['k']} nearest reference reads by k-mer "
+            f"similarity ({mix['kmer']:g}) and by embedding ({mix['emb']:g}),"
+            f" vote temperature {mix['tau']:g}; the confidence is "
+            + ("the probability that the call is right from a per-rank "
+               "calibrator fitted on the validation split."
+               if cb else "the summed lineage probability."))
 
 
 def summarize_classifier(output_dir: str,
@@ -167,6 +205,7 @@ def summarize_classifier(output_dir: str,
              float(cal["best_confidence"])),
             ("Right-call rate at the chosen threshold", "best-rate",
              float(cal["right_call_rate"][i]))]
+    overview += abstention_overview(cal, clf)
     ctx["overview"] = [(k, i, _fmt(v)) for k, i, v in overview]
 
     classes = pd.DataFrame({"rank": ranks, "n_classes": labels.n_classes})

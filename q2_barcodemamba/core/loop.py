@@ -103,9 +103,16 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer,
     return {"step": step, "total": total, "count": count, "lr": lr}
 
 
-def _improved(score: float, best: Optional[float], maximize: bool) -> bool:
+def _improved(score: float, best: Optional[float], maximize: bool,
+              tolerance: float = 0.0) -> bool:
+    """Whether an epoch's score makes it the selected one: better than the
+    best so far, or, with ``tolerance``, no more than that worse (a later
+    epoch within noise of the best is preferred: it has learnt more)."""
     if best is None:
         return True
+    if tolerance > 0:
+        return score >= best - tolerance if maximize \
+            else score <= best + tolerance
     return score > best + MIN_GAIN if maximize else score < best - MIN_GAIN
 
 
@@ -115,7 +122,8 @@ def run_epochs(model: torch.nn.Module, opt: torch.optim.Optimizer,
                rate_key: str = "seq_per_s",
                evaluate: Optional[Callable[[int], Dict]] = None,
                select: Optional[str] = None, maximize: bool = False,
-               patience: Optional[int] = None, report=None, on_step=None,
+               patience: Optional[int] = None, tolerance: float = 0.0,
+               report=None, on_step=None,
                history: Optional[List[dict]] = None,
                progress: Callable[[str], None] = lambda m: None
                ) -> List[dict]:
@@ -123,7 +131,8 @@ def run_epochs(model: torch.nn.Module, opt: torch.optim.Optimizer,
     (``history`` extended in place when given), one record per epoch:
     epoch, train_loss, ``rate_key`` (count per second), seconds, lr, the
     fields of ``evaluate`` and ``best: True`` on selected epochs. With
-    ``select`` the model ends with the weights of the best epoch; with
+    ``select`` the model ends with the weights of the best epoch (the
+    latest within ``tolerance`` of the best score, when given); with
     ``patience`` too, training stops once that many epochs in a row
     brought no gain."""
     history = [] if history is None else history
@@ -148,8 +157,10 @@ def run_epochs(model: torch.nn.Module, opt: torch.optim.Optimizer,
         if select is not None:
             # rank 0's score, so that every process decides the same
             score = rec[select] = ddp.broadcast_object(rec[select])
-            if _improved(score, best, maximize):
-                best, bad, rec["best"] = score, 0, True
+            if _improved(score, best, maximize, tolerance):
+                best = score if best is None else (
+                    max(best, score) if maximize else min(best, score))
+                bad, rec["best"] = 0, True
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad += 1

@@ -24,6 +24,11 @@ from .losses import MultiTaskLoss, supervised_contrastive
 from .model import BarcodeMambaNet
 from .runtime import configure, log, main_only, pad_batch, seed_everything
 
+# A later epoch whose validation right-call rate is within this of the best
+# is kept instead (one point: below the noise of a few hundred reads, and
+# the later network has learnt more of the reference).
+RIGHT_CALL_TOLERANCE = 0.01
+
 
 @torch.no_grad()
 def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
@@ -219,6 +224,7 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
         tcfg.grad_clip, range(1, tcfg.epochs + 1), device=device,
         evaluate=evaluate_epoch if has_val else None, select=select,
         maximize=select == "right_call", patience=tcfg.patience,
+        tolerance=RIGHT_CALL_TOLERANCE if select == "right_call" else 0.0,
         report=report, progress=progress)
     val_logits = None
     if has_val:

@@ -36,11 +36,12 @@ def small_reference(n_genera: int = 6):
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_classifier(epochs: int = 2) -> TaxonomicClassifier:
+def tiny_classifier(epochs: int = 2, refit: bool = False
+                    ) -> TaxonomicClassifier:
     """A quickly trained tiny classifier on ``small_reference`` (cached)."""
     ids, seqs, tax = small_reference()
     tc = TrainConfig(epochs=epochs, batch_size=32, vocab_size=256,
-                     random_seed=1, n_threads=2)
+                     random_seed=1, n_threads=2, refit=refit)
     return TaxonomicClassifier("tiny", train_config=tc).fit(
         ids, seqs, tax, progress=lambda m: None)
 

@@ -13,18 +13,82 @@ from q2_barcodemamba.core.io import load_classifier, save_classifier
 from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
 
 
-def test_predict_is_consistent_with_predict_proba():
+def test_predict_is_a_walk_over_predict_proba():
+    """predict's lineages are the top-down walk over predict_proba's
+    lineage probabilities on the same reads; predict_proba cleans and
+    orients reads as predict does."""
+    import torch
+    from q2_barcodemamba.core.inference import hierarchical_walk
     clf = tiny_classifier()
     ids, seqs, tax = small_reference()
     out = list(clf.predict(zip(ids[:40], seqs[:40]), confidence=None,
                            progress=lambda m: None))
     assert [o[0] for o in out] == ids[:40]
-    probs = clf.predict_proba([s.upper() for s in seqs[:40]])
+    probs = clf.predict_proba(seqs[:40])
     assert probs.shape == (40, len(clf.labels.leaves))
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    # with confidence disabled every call is a full reference lineage prefix
-    classes = {c for cs in clf.labels.classes for c in cs}
-    assert all(o[1] in classes for o in out)
+    chosen, _ = hierarchical_walk(torch.as_tensor(probs),
+                                  torch.as_tensor(clf.labels.leaf_to_class),
+                                  clf.labels.n_classes)
+    deepest = [clf.labels.classes[len(row) - 1][row[-1]]
+               for row in chosen.tolist()]
+    assert [o[1] for o in out] == deepest
+    # lower case, gaps and the other strand give the same probabilities
+    messy = [reverse_complement(s.upper())[:10].lower() + "-"
+             + reverse_complement(s.upper())[10:] for s in seqs[:8]]
+    np.testing.assert_allclose(clf.predict_proba(messy), probs[:8],
+                               atol=1e-5)
+    # predict_ranks gives predict's calls and confidences per rank
+    ch, conf = clf.predict_ranks(seqs[:40])
+    assert ch.tolist() == chosen.tolist()
+    np.testing.assert_allclose([o[2] for o in out], conf[:, -1], rtol=1e-6)
+
+
+def test_confidence_contract_for_calls_and_unassigned():
+    """Confidence is that of the deepest reported rank; a read that fails
+    even the top rank is Unassigned with 1 - the top rank's confidence;
+    with confidence disabled every read gets its deepest rank."""
+    clf = tiny_classifier()
+    ids, seqs, _ = small_reference()
+    ch, conf = clf.predict_ranks(seqs[:30])
+    assert (np.diff(conf, axis=1) <= 1e-12).all()    # deeper never higher
+    n_unassigned = 0
+    for t in (float(np.median(conf[:, -1])),
+              min(1.0, float(conf[:, 0].max()) + 1e-6)):
+        out = list(clf.predict(zip(ids[:30], seqs[:30]), confidence=t,
+                               progress=lambda m: None))
+        for (_, taxon, c), row_c in zip(out, conf):
+            if row_c[0] < t:
+                assert taxon == "Unassigned"
+                assert c == pytest.approx(1 - row_c[0])
+                n_unassigned += 1
+            else:
+                depth = int((row_c >= t).sum()) - 1
+                assert taxon.count(";") == depth
+                assert c == pytest.approx(row_c[depth])
+    assert n_unassigned >= 30
+
+
+def test_format1_classifier_still_loads_and_classifies():
+    """A classifier written by 0.1.0 (format 1: no reference memory, a
+    temperature and threshold only) classifies as it did then."""
+    import csv
+    from q2_barcodemamba.tests.helpers import data_path
+    base = os.path.join(os.path.dirname(__file__), "data",
+                        "classifier-format1")
+    clf = load_classifier(base)
+    assert clf.memory is None
+    with open(base + "-calls.tsv") as fh:
+        want = list(csv.DictReader(fh, delimiter="\t"))
+    ids, seqs, _ = small_reference()
+    by_id = dict(zip(ids, seqs))
+    got = list(clf.predict([(w["Feature ID"], by_id[w["Feature ID"]])
+                            for w in want], progress=lambda m: None))
+    assert [g[1] for g in got] == [w["Taxon"] for w in want]
+    np.testing.assert_allclose([g[2] for g in got],
+                               [float(w["Confidence"]) for w in want],
+                               rtol=1e-5)
+    assert data_path("")   # helpers importable
 
 
 def test_save_load_gives_bit_identical_predictions(tmp_path):
@@ -38,7 +102,15 @@ def test_save_load_gives_bit_identical_predictions(tmp_path):
     b = clf2.predict_proba(seqs[:64])
     assert np.array_equal(a, b)
     cfg = json.load(open(tmp_path / "clf" / "config.json"))
-    assert cfg["format_version"] == 1 and cfg["package_version"]
+    assert cfg["format_version"] == 2 and cfg["package_version"]
+    assert clf2.memory is not None and len(clf2.memory) == len(ids)
+    assert np.array_equal(clf2.memory.embeddings.numpy(),
+                          clf.memory.embeddings.numpy())
+    assert clf2.calibration == json.loads(json.dumps(clf.calibration))
+    calls = list(clf.predict(zip(ids[:30], seqs[:30]),
+                             progress=lambda m: None))
+    assert list(clf2.predict(zip(ids[:30], seqs[:30]),
+                             progress=lambda m: None)) == calls
     with pytest.raises(FileExistsError):
         save_classifier(clf, str(tmp_path / "clf"))
 

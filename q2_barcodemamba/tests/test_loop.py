@@ -109,6 +109,15 @@ def test_epoch_batches_differ_per_epoch_and_repeat_per_seed():
     assert sorted(i for b in batches(2) for i in b) == list(range(199))
 
 
+def test_selection_tolerance_prefers_later_epochs_within_noise():
+    from q2_barcodemamba.core.loop import _improved
+    assert _improved(0.50, 0.51, True, tolerance=0.01)
+    assert not _improved(0.49, 0.51, True, tolerance=0.01)
+    assert not _improved(0.51, 0.51, True)          # no tolerance: a gain
+    assert _improved(0.52, 0.51, True)
+    assert _improved(1.0, 0.995, False, tolerance=0.01)   # losses too
+
+
 def test_refit_runs_for_the_best_validation_epoch():
     hist = [{"epoch": 1, "best": True}, {"epoch": 2, "best": True},
             {"epoch": 3}, {"epoch": 4}]
@@ -116,7 +125,7 @@ def test_refit_runs_for_the_best_validation_epoch():
     assert refit_epochs([{"epoch": 1}, {"epoch": 2}]) == 2  # no validation
     # a real fit (validation, then refit): the refit history has exactly
     # best_epoch epochs
-    clf = tiny_classifier()
+    clf = tiny_classifier(refit=True)
     assert clf.train_config.refit and clf.summary["n_validation"] > 0
     first = [h for h in clf.summary["history"] if not h.get("refit")]
     refit = [h for h in clf.summary["history"] if h.get("refit")]
