@@ -19,14 +19,14 @@ there. Results go to ``<bench-dir>/<dataset>/accuracy/<variant>-s<seed>.json``
 Two kinds of variants:
 
 * refitted: the network is trained again with one part changed
-  (``no-contrastive``, ``select-val-loss``, ``augment``);
+  (``no-memory``: no reference memory, the network alone with the learned
+  calibrator on its summed probability, the epoch chosen by its own right
+  calls; ``no-contrastive``; ``select-val-loss``; ``augment``);
 * recalibrated: the default network (same seed) with one part of what is
-  built after training turned off (``no-memory``: network only, with the
-  learned calibrator on its summed probability; ``no-kmer``: embedding
-  neighbours only; ``summed``: the mixture's summed probability as the
-  confidence, no calibrator). The epoch of those networks was still chosen
-  with the whole classifier, so they isolate what each part adds at
-  classify time.
+  built after training turned off (``no-kmer``: embedding neighbours only;
+  ``summed``: the mixture's summed probability as the confidence, no
+  calibrator). The epoch of those networks was still chosen with the whole
+  classifier, so they isolate what each part adds at classify time.
 """
 import argparse
 import json
@@ -50,17 +50,19 @@ from . import metrics
 from .splits import read_taxonomy, read_truth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFIT = {"default": {}, "no-contrastive": {"contrastive_weight": 0.0},
+REFIT = {"default": {}, "no-memory": {"memory": False},
+         "no-contrastive": {"contrastive_weight": 0.0},
          "select-val-loss": {"select": "val_loss"},
          "augment": {"augment": 0.5}}
-RECAL = {"no-memory": {"memory": False}, "no-kmer": {"kmer_similarity": False},
+RECAL = {"no-kmer": {"kmer_similarity": False},
          "summed": {"abstention": "summed"}}
 LABELS = {
     "default": "default (all parts on)",
     "no-contrastive": "no contrastive term (refit)",
     "select-val-loss": "epoch by validation loss, not right calls (refit)",
     "augment": "with augmentation, 50 % of reads varied (refit)",
-    "no-memory": "no reference memory: network + calibrator (same network)",
+    "no-memory": "no reference memory: network + learned abstention, epoch "
+                 "by the network's own right calls (refit)",
     "no-kmer": "memory without k-mer similarity (same network)",
     "summed": "summed probability as confidence, no calibrator "
               "(same network)",

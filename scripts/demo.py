@@ -131,9 +131,6 @@ def main():
                 "--i-reference-taxonomy", "reference-taxonomy.qza",
                 "--p-epochs", str(args.epochs), "--p-random-seed",
                 str(args.seed), "--p-n-threads", str(os.cpu_count() or 2),
-                # the demo skips the refit on all reads (doubles the time);
-                # its query reads are held out of the reference anyway
-                "--p-no-refit",
                 "--o-classifier", "classifier.qza", "--verbose", cwd=out)
     t_cls = run(q, "barcodemamba", "classify", "--i-reads", "query.qza",
                 "--i-classifier", "classifier.qza",

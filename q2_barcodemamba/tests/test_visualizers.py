@@ -235,6 +235,8 @@ class VisualizerTests(TestPluginBase):
         self.assertIn(f"{self.clf.net.num_parameters():,} parameters", text)
         self.assertIn(f"'auto' = {self.clf.calibration['best_confidence']}",
                       text)
+        self.assertIn(f"Reference memory of {len(self.clf.memory):,} reads",
+                      text)
 
     # ---------------------------------------------------- evaluate
     def test_evaluation_files_match_computed_metrics(self):
@@ -326,6 +328,10 @@ class VisualizerTests(TestPluginBase):
                          f"{cal['best_confidence']:.4f}")
         self.assertEqual(text("n-reference-reads"),
                          f"{self.clf.summary['n_reference_reads']:,}")
+        mix = cal["mixture"]
+        self.assertTrue(text("mixture").startswith(
+            f"{mix['net']:g} / {mix['kmer']:g} / {mix['emb']:g} (k {mix['k']}"))
+        self.assertEqual(text("memory-reads"), f"{len(self.clf.memory):,}")
         self.assertEqual(text("vocab-size"),
                          str(self.clf.tokenizer.vocab_size))
         for rank, n in zip(self.clf.labels.rank_names,
