@@ -45,7 +45,7 @@ setup(
     package_data={
         "q2_barcodemamba": ["citations.bib", "data/*", "data/*/*",
                             "assets/*", "assets/*/*"],
-        "q2_barcodemamba.tests": ["data/*"],
+        "q2_barcodemamba.tests": ["data/*", "data/*/*"],
     },
     zip_safe=False,
 )
