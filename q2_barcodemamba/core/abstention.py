@@ -157,9 +157,7 @@ def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
                    y: np.ndarray, groups: Sequence[str],
                    grid: Sequence[Mixture],
                    features: Sequence[str] = FEATURES,
-                   learned: bool = True,
-                   weights: Optional[np.ndarray] = None,
-                   n_folds: int = 5, seed: int = 0,
+                   learned: bool = True, n_folds: int = 5, seed: int = 0,
                    progress: Optional[Callable[[str], None]] = None
                    ) -> dict:
     """Choose the mixture, fit the calibrator and pick the threshold on
@@ -167,10 +165,8 @@ def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
     probabilities, ``nb`` their neighbours in ``memory`` (training reads
     only), ``y`` (n, R) their targets over the training classes (-1 where
     the reference cannot know the rank), ``groups`` their species (reads
-    of one species share a fold), ``weights`` (n,) their weights in the
-    right-call rate and the calibrator's fit (:func:`query_mix_weights`).
-    ``learned=False``: the confidence is the summed probability (no
-    calibrator). Returns the JSON-ready calibration
+    of one species share a fold). ``learned=False``: the confidence is the
+    summed probability (no calibrator). Returns the JSON-ready calibration
     fields (``mixture``, ``calibrator``, ``features``, ``thresholds``,
     ``right_call_rate``, ``best_confidence``) and ``score``, the best
     right-call rate."""
@@ -186,16 +182,15 @@ def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
         X = conf = mass
         if learned:
             X = rank_evidence(features, chosen, mass, nb, ref_cls, p_net, l2c)
-            conf = out_of_fold(X, right, valid, features, folds, weights)
-        curve = right_call_curve(chosen, conf, y, THRESHOLDS, weights)
+            conf = out_of_fold(X, right, valid, features, folds)
+        curve = right_call_curve(chosen, conf, y, THRESHOLDS)
         i = int(np.argmax(curve))
         if best is None or curve[i] > best["score"] + 1e-9:
             best = {"score": curve[i], "mixture": mix, "curve": curve,
                     "threshold": THRESHOLDS[i], "X": X, "right": right,
                     "valid": valid}
     calibrator = (RankCalibrator.fit(best["X"], best["right"], features,
-                                     best["valid"],
-                                     sample_weight=weights).to_dict()
+                                     best["valid"]).to_dict()
                   if learned else None)
     mix = best["mixture"]
     if progress is not None:
@@ -209,34 +204,6 @@ def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
             "features": list(features) if learned else ["mass"],
             "thresholds": THRESHOLDS, "right_call_rate": best["curve"],
             "best_confidence": best["threshold"], "score": best["score"]}
-
-
-# The query mix validation reads are weighted to: reads of reference
-# species (new haplotypes), of species missing from the reference whose
-# genus is in it, and of genera missing from it (the mix of the benchmark's
-# queries, docs/benchmarks.md). Without weights the mix would be whatever
-# the split could hold out: a reference with one or two reads per species
-# yields few new haplotypes and many unseen species, and the threshold and
-# calibrator would abstain for the wrong population.
-QUERY_MIX = {"seen": 0.5, "unseen_species": 0.3, "unseen_genus": 0.2}
-
-
-def query_mix_weights(y: np.ndarray) -> np.ndarray:
-    """Weights (n,) that give validation reads with targets ``y`` (n, R)
-    over the training classes the :data:`QUERY_MIX` of seen species
-    (species knowable), unseen species (genus knowable, species not) and
-    unseen genera (the rest); mean weight 1. Kinds absent from ``y`` share
-    their weight out among the others."""
-    R = y.shape[1]
-    if R < 2 or not len(y):
-        return np.ones(len(y))
-    kind = np.where(y[:, R - 1] >= 0, 0, np.where(y[:, R - 2] >= 0, 1, 2))
-    target = np.array(list(QUERY_MIX.values()))
-    counts = np.bincount(kind, minlength=3).astype(float)
-    target = np.where(counts > 0, target, 0.0)
-    target /= target.sum()
-    w = target[kind] / counts[kind]
-    return w * len(y) / w.sum()
 
 
 def epoch_grid(use_kmer: bool) -> List[Mixture]:

@@ -84,21 +84,18 @@ class RankCalibrator:
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, features: Sequence[str],
-            valid: Optional[np.ndarray] = None, l2: float = 1e-2,
-            sample_weight: Optional[np.ndarray] = None) -> "RankCalibrator":
+            valid: Optional[np.ndarray] = None, l2: float = 1e-2
+            ) -> "RankCalibrator":
         """Fit on features ``X`` (n, R, F) and rightness ``y`` (n, R) bool;
         ``valid`` (n, R) marks the entries that count (a rank where the
-        walk made no call has nothing to calibrate); ``sample_weight``
-        (n,) weighs the reads (default 1). One pseudo-right and one
-        pseudo-wrong call per rank at the mean features keep ranks that
+        walk made no call has nothing to calibrate). One pseudo-right and
+        one pseudo-wrong call per rank at the mean features keep ranks that
         were always right (or wrong) on validation finite."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         n, R, F = X.shape
         if valid is None:
             valid = np.ones((n, R), dtype=bool)
-        w = np.ones(n) if sample_weight is None else np.asarray(
-            sample_weight, dtype=np.float64)
         Z = cls(features, np.zeros(F), np.ones(F), np.zeros((R, F)),
                 np.zeros(R))._design(X)
         flat = Z[valid] if valid.any() else Z.reshape(-1, F)
@@ -111,8 +108,7 @@ class RankCalibrator:
             # pseudo-counts at the mean (Z = 0): one right, one wrong
             Zr = np.concatenate([Z[keep, r], np.zeros((2, F))])
             yr = np.concatenate([y[keep, r], [1.0, 0.0]])
-            wr = np.concatenate([w[keep], [1.0, 1.0]])
-            weight[r], bias[r] = _nonneg_logistic(Zr, yr, l2, wr)
+            weight[r], bias[r] = _nonneg_logistic(Zr, yr, l2)
         return cls(features, mean, std, weight, bias)
 
     def to_dict(self) -> dict:
@@ -130,18 +126,17 @@ class RankCalibrator:
 
 
 def _logistic_newton(Z: np.ndarray, y: np.ndarray, l2: float,
-                     w: np.ndarray, iters: int = 50) -> np.ndarray:
-    """Ridge-penalised logistic regression with sample weights ``w`` by
-    Newton's method; returns (bias, *weights). The bias is not
-    penalised."""
+                     iters: int = 50) -> np.ndarray:
+    """Ridge-penalised logistic regression by Newton's method; returns
+    (bias, *weights). The bias is not penalised."""
     A = np.concatenate([np.ones((len(Z), 1)), Z], 1)
     beta = np.zeros(A.shape[1])
-    pen = np.full(A.shape[1], l2 * w.sum())
+    pen = np.full(A.shape[1], l2 * len(Z))
     pen[0] = 1e-8
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(A @ beta, -30, 30)))
-        grad = A.T @ (w * (p - y)) + pen * beta
-        H = (A * (w * p * (1 - p))[:, None]).T @ A + np.diag(pen)
+        grad = A.T @ (p - y) + pen * beta
+        H = (A * (p * (1 - p))[:, None]).T @ A + np.diag(pen)
         step = np.linalg.solve(H, grad)
         beta -= step
         if np.abs(step).max() < 1e-8:
@@ -149,13 +144,12 @@ def _logistic_newton(Z: np.ndarray, y: np.ndarray, l2: float,
     return beta
 
 
-def _nonneg_logistic(Z: np.ndarray, y: np.ndarray, l2: float,
-                     sample_weight: np.ndarray):
+def _nonneg_logistic(Z: np.ndarray, y: np.ndarray, l2: float):
     """Logistic regression with weights >= 0 (active set: the most negative
     weight is fixed at 0 and the rest refitted until none is negative)."""
     active = list(range(Z.shape[1]))
     while True:
-        beta = _logistic_newton(Z[:, active], y, l2, sample_weight)
+        beta = _logistic_newton(Z[:, active], y, l2)
         w = beta[1:]
         if not active or (w >= 0).all():
             out = np.zeros(Z.shape[1])
@@ -175,19 +169,15 @@ def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0
 
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, valid: np.ndarray,
-                features: Sequence[str], folds: np.ndarray,
-                sample_weight: Optional[np.ndarray] = None) -> np.ndarray:
+                features: Sequence[str], folds: np.ndarray) -> np.ndarray:
     """Confidences of every item from a calibrator fitted without its fold
     (for choosing a threshold without fitting and scoring on one set)."""
     out = np.zeros(y.shape, dtype=np.float64)
-    w = np.ones(len(y)) if sample_weight is None else sample_weight
     for f in np.unique(folds):
         test = folds == f
         if test.all():
-            return RankCalibrator.fit(X, y, features, valid,
-                                      sample_weight=w).confidence(X)
-        cal = RankCalibrator.fit(X[~test], y[~test], features, valid[~test],
-                                 sample_weight=w[~test])
+            return RankCalibrator.fit(X, y, features, valid).confidence(X)
+        cal = RankCalibrator.fit(X[~test], y[~test], features, valid[~test])
         out[test] = cal.confidence(X[test])
     return out
 

@@ -17,7 +17,7 @@ from .config import (DEFAULT_PRESET, FINETUNE_LR, MIN_READ_LENGTH,
 from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
                    length_batches, orient, token_batches)
 from .abstention import (Caller, Mixture, default_grid, epoch_grid,
-                         features_for, fit_abstention, query_mix_weights)
+                         features_for, fit_abstention)
 from .augment import AugmentConfig
 from .heads import targets
 from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, fit_temperature,
@@ -131,7 +131,6 @@ class _Validation:
         R = len(self.labels.rank_names)
         self.train_idx, self.val_idx = train_idx, val_idx
         self.y_val = known_in(y[val_idx, :R], y[train_idx, :R])
-        self.weights = query_mix_weights(self.y_val)
         self.groups = [";".join(lineages[i]) for i in val_idx]
         self.vseqs = [seqs[i] for i in val_idx]
         self.kmer = tc.memory and tc.kmer_similarity
@@ -156,7 +155,7 @@ class _Validation:
         res = fit_abstention(
             p, self.nb, self.memory, self.labels, self.y_val, self.groups,
             epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
-            self.learned, self.weights)
+            self.learned)
         return {"right_call": res["score"], "temperature": temp}
 
     def calibrate(self, z: torch.Tensor, logits: torch.Tensor,
@@ -175,7 +174,7 @@ class _Validation:
         grid = default_grid(self.kmer, True) if memory else [Mixture()]
         res = fit_abstention(p, nb, memory, self.labels, self.y_val,
                              self.groups, grid, self.features, self.learned,
-                             self.weights, progress=progress)
+                             progress=progress)
         res["temperature"] = temp
         progress(f"calibration: temperature {temp:.2f}")
         return res

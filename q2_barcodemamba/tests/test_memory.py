@@ -189,29 +189,3 @@ def test_hold_out_genera_keeps_each_family_and_is_seeded():
     tr2, va2 = hold_out_genera(lineages, train, np.arange(0), 0.1, seed=0,
                                rank=5)
     assert np.array_equal(va, va2)
-
-
-def test_validation_reads_are_weighted_to_the_query_mix():
-    from q2_barcodemamba.core.abstention import QUERY_MIX, query_mix_weights
-    from q2_barcodemamba.core.inference import right_call_curve
-    # 6 new haplotypes, 1 unseen species, 1 unseen genus (ranks g, s)
-    y = np.array([[0, 0]] * 6 + [[0, -1], [-1, -1]])
-    w = query_mix_weights(y)
-    assert w.mean() == pytest.approx(1.0)
-    shares = [w[:6].sum(), w[6], w[7]]
-    np.testing.assert_allclose(np.array(shares) / len(y),
-                               list(QUERY_MIX.values()))
-    # weighted right-call rate: only the unseen-genus read is right
-    chosen = np.array([[1, 1]] * 7 + [[-1, -1]])
-    conf = np.ones((8, 2))
-    assert right_call_curve(chosen, conf, y, [0.5], w)[0] == pytest.approx(
-        QUERY_MIX["unseen_genus"])
-    # weights change the calibrator: up-weighting right calls raises it
-    rng = np.random.default_rng(5)
-    X = rng.uniform(0.05, 0.95, (200, 1, 1))
-    right = rng.uniform(size=(200, 1)) < X[:, :, 0]
-    up = np.where(right[:, 0], 3.0, 1.0)
-    plain = RankCalibrator.fit(X, right, ("mass",)).confidence(X)
-    heavy = RankCalibrator.fit(X, right, ("mass",),
-                               sample_weight=up).confidence(X)
-    assert (heavy > plain).all()
