@@ -61,8 +61,14 @@ def cmd_fit(a) -> int:
                      hls_epsilon=a.hls_epsilon,
                      class_weight_power=a.class_weight_power,
                      random_seed=a.random_seed, device=a.device,
-                     n_threads=a.n_threads, refit=not a.no_refit,
-                     validation_fraction=a.validation_fraction)
+                     n_threads=a.n_threads, refit=a.refit,
+                     validation_fraction=a.validation_fraction,
+                     memory=not a.no_memory,
+                     kmer_similarity=not a.no_kmer_similarity,
+                     abstention=a.abstention,
+                     contrastive_weight=a.contrastive_weight,
+                     augment=a.augment, select=a.select_epoch_by,
+                     unseen_genus_fraction=a.unseen_genus_fraction)
     bb = choose_backbone(load_backbone(a.backbone) if a.backbone else None,
                          a.preset, not a.no_pretrained)
     mc = None if a.dropout is None else preset(a.preset, dropout=a.dropout)
@@ -131,7 +137,20 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--output", required=True)
     f.add_argument("--backbone", help="backbone directory to fine-tune")
     f.add_argument("--no-pretrained", action="store_true")
-    f.add_argument("--no-refit", action="store_true")
+    f.add_argument("--refit", action="store_true", default=_T.refit)
+    f.add_argument("--no-memory", action="store_true",
+                   default=not _T.memory)
+    f.add_argument("--no-kmer-similarity", action="store_true",
+                   default=not _T.kmer_similarity)
+    f.add_argument("--abstention", default=_T.abstention,
+                   choices=("learned", "summed"))
+    f.add_argument("--contrastive-weight", type=float,
+                   default=_T.contrastive_weight)
+    f.add_argument("--augment", type=float, default=_T.augment)
+    f.add_argument("--select-epoch-by", default=_T.select,
+                   choices=("right_call", "val_loss"))
+    f.add_argument("--unseen-genus-fraction", type=float,
+                   default=_T.unseen_genus_fraction)
     f.add_argument("--heads", default=_T.heads, choices=HEADS)
     f.add_argument("--hls-epsilon", type=float, default=_T.hls_epsilon)
     f.add_argument("--class-weight-power", type=float,

@@ -58,8 +58,16 @@ def test_command_line_uses_the_dataclass_defaults():
             checked += 1
         assert checked >= 7, name
         assert sub.get_default("preset") == DEFAULT_PRESET
-    assert subparser("fit").get_default("no_refit") is (
-        not TrainConfig().refit)
+    fit = subparser("fit")
+    tc = TrainConfig()
+    assert fit.get_default("refit") is tc.refit
+    assert fit.get_default("no_memory") is (not tc.memory)
+    assert fit.get_default("no_kmer_similarity") is (not tc.kmer_similarity)
+    for arg, field in (("abstention", "abstention"),
+                       ("contrastive_weight", "contrastive_weight"),
+                       ("augment", "augment"), ("select_epoch_by", "select"),
+                       ("unseen_genus_fraction", "unseen_genus_fraction")):
+        assert fit.get_default(arg) == getattr(tc, field), arg
 
 
 def test_one_value_for_the_shared_constants():

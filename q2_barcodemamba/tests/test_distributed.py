@@ -138,8 +138,12 @@ def test_finetuning_two_processes_match_one(tmp_path):
                                       {i: tax[i] for i in ids[:400]})
     common = ["fit", "--reads", fasta, "--taxonomy", taxonomy,
               "--epochs", "2", "--batch-size", "16", "--device", "cpu",
-              "--n-threads", "1", "--no-refit", "--dropout", "0",
-              "--no-pretrained"]
+              "--n-threads", "1", "--dropout", "0", "--no-pretrained",
+              # the network's training is what DDP splits: without the
+              # contrastive term (computed per process, over its shard of
+              # the batch) and the memory/mixture chosen after training
+              "--contrastive-weight", "0", "--no-memory",
+              "--select-epoch-by", "val_loss"]
     run(common + ["--output", "two"], 2, tmp_path)
     run(common + ["--output", "one"], 1, tmp_path)
     # same update rule (test above); float summation order, amplified by

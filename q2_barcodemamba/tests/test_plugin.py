@@ -226,7 +226,7 @@ class CLITests(TestPluginBase):
              "2", "--o-backbone", "bb.qza", "--verbose"),
             ("barcodemamba", "fit-classifier", "--i-reference-reads",
              "ref.qza", "--i-reference-taxonomy", "tax.qza", "--i-backbone",
-             "bb.qza", "--p-epochs", "1", "--p-no-refit", "--p-n-threads",
+             "bb.qza", "--p-epochs", "1", "--p-n-threads",
              "2", "--o-classifier", "clf.qza", "--verbose"),
         ]
         outs = []
