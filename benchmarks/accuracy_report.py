@@ -47,7 +47,7 @@ def peers(bench_dir: str, dataset: str) -> dict:
 
 def table(runs: dict, peer: dict) -> list:
     L = ["| variant | seeds | " + " | ".join(HEAD)
-         + " | species ECE | fit s | artifact MiB |",
+         + " | species ECE | fit s | classifier MiB (uncompressed) |",
          "|---" * (len(HEAD) + 5) + "|"]
     for name in LABELS:
         if name not in runs:
