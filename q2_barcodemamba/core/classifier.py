@@ -23,7 +23,7 @@ from .heads import targets
 from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, fit_temperature,
                         truncate)
 from .memory import ReferenceMemory
-from .runtime import configure, log, pad_batch
+from .runtime import configure, log, pad_batch, release_memory
 from .split import grouped_split, hold_out_genera
 from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
                        warn_conflicts)
@@ -501,6 +501,7 @@ class TaxonomicClassifier:
                     results[ok[j]] = call
             for rid, (taxon, c) in zip(ids, results):
                 yield rid, taxon, c
+            release_memory()
             n_done += len(chunk)
             progress(f"classified {n_done} reads "
                      f"({n_done / max(time.time() - t0, 1e-9):.0f} reads/s)")

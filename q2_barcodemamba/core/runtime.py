@@ -92,3 +92,15 @@ def pad_batch(token_lists: Sequence[Sequence[int]], device) -> Tuple[
         tokens[i, :len(t)] = torch.as_tensor(t, dtype=torch.long)
     tokens = tokens.to(device)
     return tokens, tokens != PAD_ID
+
+
+def release_memory() -> None:
+    """Give freed heap memory back to the operating system (glibc's
+    ``malloc_trim``; a no-op elsewhere). Called between chunks of a long
+    classification: the k-mer search allocates arrays of many sizes, and
+    without trimming the heap's free pieces stay counted in the RSS."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
