@@ -10,11 +10,12 @@ import re
 
 import jinja2
 import pytest
-import setuptools
 import yaml
 
 import q2_barcodemamba
 from q2_barcodemamba import install_check
+
+from test_packaging import setup_kwargs  # tests/ is on sys.path (rootdir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(ROOT, "recipe")
@@ -36,29 +37,12 @@ def variants():
             for combo in itertools.product(*groups)]
 
 
-def setup_data():
-    """setup.py's keywords, as conda-build's load_setup_py_data() sees."""
-    captured = {}
-    real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        with open("setup.py") as fh:
-            exec(compile(fh.read(), "setup.py", "exec"),
-                 {"__name__": "__main__", "__file__": "setup.py"})
-    finally:
-        os.chdir(cwd)
-        setuptools.setup = real
-    return captured
-
-
 def render(variant):
     with open(os.path.join(RECIPE, "meta.yaml")) as fh:
         template = jinja2.Template(fh.read(),
                                    undefined=jinja2.StrictUndefined)
     return yaml.safe_load(template.render(
-        load_setup_py_data=setup_data, PYTHON="python", **variant))
+        load_setup_py_data=setup_kwargs, PYTHON="python", **variant))
 
 
 def pins(deps):
@@ -96,7 +80,7 @@ def test_recipe_renders_with_the_variant_pins(variant):
     assert run["click"] == "<8.2"
     assert run["setuptools"] == "<81"
     declared = {re.split(r"[<>=!~ ]", r, 1)[0]: r for r in
-                setup_data()["install_requires"]}
+                setup_kwargs()["install_requires"]}
     assert declared["click"] == "click<8.2"
     assert declared["setuptools"] == "setuptools<81"
     assert "python -m q2_barcodemamba.install_check" in \
