@@ -17,7 +17,7 @@ APT_PKGS  := qiime q2cli q2-types q2-feature-classifier q2-taxa \
              chromium vsearch ncbi-blast+ time
 STAMPS    := $(VENV)/.stamps
 
-.PHONY: demo test install clean-demo bench bench-quick
+.PHONY: demo test install clean-demo bench bench-quick bench-regions
 
 demo: install
 	PYTHONUNBUFFERED=1 $(PY) scripts/demo.py --qiime $(QIIME) --output-dir $(DEMO_DIR)
@@ -70,6 +70,10 @@ bench: install
 
 bench-quick: install
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.run --quick
+
+# amplicons and long reads from a full-ITS reference (docs/benchmarks.md)
+bench-regions: install
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.regions
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

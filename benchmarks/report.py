@@ -526,6 +526,14 @@ def write_report(results: dict, report_dir: str) -> str:
     L.append("Plots: " + ", ".join(f"`images/{p}`" for p in pngs))
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "benchmarks.md")
+    text = "\n".join(L) + "\n"
+    if os.path.exists(path):   # keep benchmarks/regions.py's section
+        with open(path, encoding="utf-8") as fh:
+            old = fh.read()
+        start, end = "<!-- regions:start -->", "<!-- regions:end -->"
+        if start in old and end in old:
+            text += "\n" + old[old.index(start):old.index(end) + len(end)] \
+                + "\n"
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(L) + "\n")
+        fh.write(text)
     return path

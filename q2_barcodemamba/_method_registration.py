@@ -167,6 +167,10 @@ def _register_fit_classifier(plugin, citations) -> None:
             "abstention": Str % Choices(["learned", "summed"]),
             "contrastive_weight": Float % Range(0, None),
             "augment": Float % Range(0, 1, inclusive_end=True),
+            "region_cutouts": Bool,
+            "region_augment": Float % Range(0, 1, inclusive_end=True),
+            "query_region": Str,
+            "validation_errors": Float % Range(0, 0.2, inclusive_end=True),
             "select_epoch_by": Str % Choices(["right_call", "val_loss"]),
             "unseen_genus_fraction": Float % Range(0, 0.2,
                                                    inclusive_end=True),
@@ -257,6 +261,36 @@ def _register_fit_classifier(plugin, citations) -> None:
                        "variant (ends cropped by up to 5 %, 1 % "
                        "substitutions, 0.3 % indels). 0 turns it off (the "
                        "default; see docs/accuracy.md).",
+            "region_cutouts": "Add the ITS1 and ITS2 amplicons of each "
+                              "reference read (cut at the sites of common "
+                              "primers: ITS1F/ITS1/ITS5-ITS2, fITS7/gITS7/"
+                              "ITS86F/ITS3/5.8S-Fun-ITS4) to the reference "
+                              "memory and to validation, so one classifier "
+                              "fitted on full ITS serves ITS1 and ITS2 "
+                              "amplicons too. A reference that is already "
+                              "one region has no such sites and is "
+                              "unchanged.",
+            "region_augment": "Share of training reads replaced each epoch "
+                              "by one of their ITS1/ITS2 amplicons (cut "
+                              "with each primer of the common pairs). 0 "
+                              "turns it off.",
+            "validation_errors": "Validation also asks a copy of each "
+                                 "held-out read with sequencing errors at "
+                                 "a per-base rate drawn up to this value "
+                                 "(half substitutions, half indels), so "
+                                 "the calibrator learns how far errors "
+                                 "lower the similarity of right calls "
+                                 "(long reads: 1-5 % errors). 0 turns it "
+                                 "off.",
+            "query_region": "'any' (the default: full ITS and its "
+                            "amplicons), or the region or primer pair the "
+                            "query reads come from: 'ITS1', 'ITS2', a pair "
+                            "of primer names such as 'fITS7-ITS4' or "
+                            "'ITS1F-ITS2', or two primer sequences "
+                            "'FWDSEQ,REVSEQ' (IUPAC). The reference is then "
+                            "cut to that amplicon before fitting, like "
+                            "feature-classifier extract-reads (reads where "
+                            "it is not found are kept whole).",
             "select_epoch_by": "Which epoch to keep: 'right_call', the "
                                "share of validation reads called right at "
                                "their deepest knowable rank by the whole "

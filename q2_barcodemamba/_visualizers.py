@@ -113,7 +113,27 @@ def provenance_text(cfg: dict, clf, summary: dict) -> str:
     text = abstention_text(cal, clf)
     if text:
         lines.append(text)
+    lines.append("Query region: " + region_text(tc, summary) + ".")
     return "\n".join(lines)
+
+
+def region_text(tc: dict, summary: dict) -> str:
+    """What reads the classifier was fitted for: one amplicon
+    (query_region) or full ITS and its ITS1/ITS2 amplicons."""
+    pair = summary.get("query_region")
+    if pair:
+        return (f"{pair['name']} amplicon: the reference was cut at the "
+                f"primer sites {'/'.join(pair['forward']) or 'read start'} "
+                f"... {'/'.join(pair['reverse']) or 'read end'} before "
+                "fitting")
+    cuts = summary.get("region_cutouts")
+    if cuts is None:       # written before region robustness (< 0.3)
+        return "as the reference reads (no amplicon training)"
+    kinds = ", ".join(f"{n:,} {r}" for r, n in cuts.items())
+    aug = tc.get("region_augment", 0)
+    return (f"any: reference reads plus their amplicons in memory and "
+            f"validation ({kinds}); {aug:.0%} of training reads replaced "
+            "by one of their amplicons per epoch")
 
 
 def abstention_overview(cal: dict, clf) -> list:
@@ -206,6 +226,9 @@ def summarize_classifier(output_dir: str,
             ("Right-call rate at the chosen threshold", "best-rate",
              float(cal["right_call_rate"][i]))]
     overview += abstention_overview(cal, clf)
+    overview.append(("Query region (reads it was fitted for)",
+                     "query-region", region_text(cfg["train_config"],
+                                                 summary)))
     ctx["overview"] = [(k, i, _fmt(v)) for k, i, v in overview]
 
     classes = pd.DataFrame({"rank": ranks, "n_classes": labels.n_classes})

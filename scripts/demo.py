@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from q2_barcodemamba.core.data import (clean_sequence, read_fasta,  # noqa
                                        read_taxonomy)
+from q2_barcodemamba.core.primers import amplicon, parse_region  # noqa
 from q2_barcodemamba.core.split import grouped_split  # noqa
 from q2_barcodemamba.core.taxonomy import RANKS, parse_taxonomy  # noqa
 
@@ -57,7 +58,19 @@ def prepare_inputs(out, seed):
         with open(os.path.join(out, f"{name}-taxonomy.tsv"), "w") as fh:
             fh.write("Feature ID\tTaxon\n")
             fh.writelines(f"{ids[i]}\t{tax[ids[i]]}\n" for i in idx)
+    # the ITS1 and ITS2 amplicons that common primer pairs cut from the
+    # query reads (reads without the 5.8S site are left out)
+    for name, spec in AMPLICONS.items():
+        pair = parse_region(spec)
+        with open(os.path.join(out, f"query-{name}.fasta"), "w") as fh:
+            for i in query:
+                a = amplicon(seqs[i], pair)
+                if a is not None:
+                    fh.write(f">{ids[i]}\n{a}\n")
     return len(ref), len(query)
+
+
+AMPLICONS = {"its1": "ITS1-ITS2", "its2": "fITS7-ITS4"}
 
 
 def write_mock_table(out):
@@ -75,18 +88,20 @@ def write_mock_table(out):
         os.path.join(out, "mock9-table.qza"))
 
 
-def accuracy_report(out):
-    """Per-rank accuracy of the query classification vs the truth. A query
-    whose species (or genus) is absent from the reference is right at a
-    rank only if nothing deeper than the reference knows is asserted."""
+def rank_scores(out, name="query"):
+    """Per-rank accuracy (percent) of ``<name>-classification`` and the
+    species accuracy on reads of reference species, with the number of
+    reads scored. A query whose species (or genus) is absent from the
+    reference is right at a rank only if nothing deeper than the reference
+    knows is asserted."""
     truth = read_taxonomy(os.path.join(out, "query-taxonomy.tsv"))
     ref = read_taxonomy(os.path.join(out, "reference-taxonomy.tsv"))
-    pred = read_taxonomy(os.path.join(out, "query-classification", "taxonomy.tsv"))
+    pred = read_taxonomy(os.path.join(out, f"{name}-classification",
+                                      "taxonomy.tsv"))
+    truth = {f: t for f, t in truth.items() if f in pred}
     known = [set(";".join(t.split(";")[:r + 1]) for t in ref.values())
              for r in range(len(RANKS))]
-    print("\nPer-rank accuracy on %d held-out query reads:" % len(truth))
-    print("  rank      right  (truth absent from reference counts as right "
-          "only if not asserted)")
+    scores = {}
     for r, rank in enumerate(RANKS):
         ok = 0
         for fid, t in truth.items():
@@ -95,11 +110,40 @@ def accuracy_report(out):
             p_r = ";".join(p[:r + 1]) if len(p) > r and pred[fid] != \
                 "Unassigned" else None
             ok += (p_r == t_r) if t_r in known[r] else (p_r is None)
-        print(f"  {rank:8s} {100 * ok / len(truth):6.1f} %")
+        scores[rank] = 100 * ok / len(truth)
     seen = [f for f, t in truth.items() if t in ref.values()]
     sp_ok = sum(pred[f] == truth[f] for f in seen)
+    return scores, 100 * sp_ok / max(len(seen), 1), len(seen), len(truth)
+
+
+def accuracy_report(out):
+    """Per-rank accuracy of the query classification vs the truth."""
+    scores, seen_acc, n_seen, n = rank_scores(out)
+    print("\nPer-rank accuracy on %d held-out query reads:" % n)
+    print("  rank      right  (truth absent from reference counts as right "
+          "only if not asserted)")
+    for rank, v in scores.items():
+        print(f"  {rank:8s} {v:6.1f} %")
     print(f"  species accuracy on reads of reference species: "
-          f"{100 * sp_ok / max(len(seen), 1):.1f} % of {len(seen)}")
+          f"{seen_acc:.1f} % of {n_seen}")
+
+
+def region_report(out):
+    """The same scores for the ITS1 and ITS2 amplicons of the query reads,
+    classified by the same classifier, beside full ITS."""
+    cols = {"full ITS": rank_scores(out)}
+    for name, spec in AMPLICONS.items():
+        cols[f"{name.upper()} ({spec})"] = rank_scores(out, f"query-{name}")
+    print("\nThe same classifier on amplicons cut from the query reads "
+          "(percent right):")
+    print("  " + "rank".ljust(10) + "".join(c.rjust(22) for c in cols))
+    for rank in RANKS:
+        print("  " + rank.ljust(10) + "".join(
+            f"{v[0][rank]:21.1f}%" for v in cols.values()))
+    print("  " + "seen species".ljust(10) + "".join(
+        f"{v[1]:21.1f}%" for v in cols.values()))
+    print("  " + "reads".ljust(10) + "".join(
+        f"{v[3]:22d}" for v in cols.values()))
 
 
 def main():
@@ -121,6 +165,8 @@ def main():
                ("FeatureData[Taxonomy]", "reference-taxonomy.tsv",
                 "reference-taxonomy.qza"),
                ("FeatureData[Sequence]", "query.fasta", "query.qza"),
+               *[("FeatureData[Sequence]", f"query-{n}.fasta",
+                  f"query-{n}.qza") for n in AMPLICONS],
                ("FeatureData[Sequence]",
                 os.path.join(DATA, "mock9-sequences.fasta"), "mock9-seqs.qza")]
     for qtype, src, dst in imports:
@@ -137,6 +183,13 @@ def main():
                 "--o-classification", "query-classification.qza", cwd=out)
     run(q, "tools", "export", "--input-path", "query-classification.qza",
         "--output-path", "query-classification", cwd=out)
+    for name in AMPLICONS:
+        run(q, "barcodemamba", "classify", "--i-reads", f"query-{name}.qza",
+            "--i-classifier", "classifier.qza", "--o-classification",
+            f"query-{name}-classification.qza", cwd=out)
+        run(q, "tools", "export", "--input-path",
+            f"query-{name}-classification.qza", "--output-path",
+            f"query-{name}-classification", cwd=out)
     run(q, "barcodemamba", "classify", "--i-reads", "mock9-seqs.qza",
         "--i-classifier", "classifier.qza",
         "--o-classification", "classification.qza", cwd=out)
@@ -147,6 +200,7 @@ def main():
         os.path.join(DATA, "mock9-sample-metadata.tsv"),
         "--o-visualization", "taxa-barplot.qzv", cwd=out)
     accuracy_report(out)
+    region_report(out)
     print(f"\nfit-classifier {t_fit:.0f} s, classify {n_query} reads "
           f"{t_cls:.0f} s (incl. QIIME start-up); total "
           f"{time.time() - t0:.0f} s")

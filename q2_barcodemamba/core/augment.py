@@ -90,3 +90,21 @@ def augment_batch(seqs: Sequence[str], seed: int, cfg: AugmentConfig
     rng = np.random.default_rng(seed)
     pick = rng.random(len(seqs)) < cfg.p
     return [vary(s, rng, cfg) if k else s for s, k in zip(seqs, pick)]
+
+
+def noisy_copies(seqs: Sequence[str], max_rate: float, min_length: int,
+                 seed: int) -> List[str]:
+    """One copy of each read with sequencing errors at a per-base rate
+    drawn uniformly from [0, ``max_rate``] (half substitutions, a quarter
+    insertions, a quarter deletions; no cropping): what long-read
+    platforms (1-5 % errors) produce. Empty when ``max_rate`` is 0."""
+    if max_rate <= 0:
+        return []
+    rng = np.random.default_rng([seed, 5])
+    out = []
+    for s in seqs:
+        rate = float(rng.random()) * max_rate
+        cfg = AugmentConfig(p=1.0, substitution=rate / 2, indel=rate / 4,
+                            crop=0.0, min_length=min_length)
+        out.append(vary(s, rng, cfg))
+    return out

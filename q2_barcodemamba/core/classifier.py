@@ -18,11 +18,12 @@ from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
                    length_batches, orient, token_batches)
 from .abstention import (Caller, Mixture, default_grid, epoch_grid,
                          features_for, fit_abstention)
-from .augment import AugmentConfig
+from .augment import AugmentConfig, noisy_copies
 from .heads import targets
 from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, fit_temperature,
                         truncate)
 from .memory import ReferenceMemory
+from .regions import DEFAULT_REGIONS, alternatives, cut_reference, cutouts
 from .runtime import configure, log, pad_batch, release_memory
 from .split import grouped_split, hold_out_genera
 from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
@@ -117,6 +118,45 @@ def classify_batch_size(batch_size, device: torch.device) -> int:
     return batch_size
 
 
+class _Rows:
+    """The reads of a reference, then the ITS1/ITS2 amplicons cut from
+    them (:func:`.regions.cutouts`) when ``region_cutouts`` is on and the
+    classifier is not specialised to one query region, then (with
+    ``validation_errors`` > 0) one copy with sequencing errors of each
+    validation read and amplicon, which only validation asks (never in a
+    memory).
+    ``parent[r]`` is the read row r came from."""
+
+    def __init__(self, seqs: List[str], tc: TrainConfig, val_idx, progress):
+        n = len(seqs)
+        parent, cut, region = np.zeros(0, np.int64), [], []
+        if tc.region_cutouts and tc.query_region.lower() == "any":
+            parent, cut, region = cutouts(seqs, tc.min_length)
+        self.seqs = list(seqs) + cut
+        self.parent = np.concatenate([np.arange(n), parent])
+        # a copy with errors of every validation row (reads and amplicons):
+        # as many noisy queries as clean ones
+        val_rows = np.flatnonzero(np.isin(self.parent, val_idx))
+        noisy = noisy_copies([self.seqs[r] for r in val_rows],
+                             tc.validation_errors, tc.min_length,
+                             tc.random_seed)
+        self.seqs += noisy
+        self.parent = np.concatenate([self.parent,
+                                      self.parent[val_rows][:len(noisy)]])
+        self.n_memory = n + len(cut)            # rows a memory may hold
+        self.counts = {r: region.count(r) for r in DEFAULT_REGIONS}
+        if cut:
+            progress("amplicons cut from the reference reads for the memory "
+                     "and validation: " + ", ".join(
+                         f"{r} {c}" for r, c in self.counts.items()))
+
+    def of(self, idx: np.ndarray, memory: bool = False) -> np.ndarray:
+        """Rows of the reads ``idx``, of their amplicons and (unless
+        ``memory``) of their copies with errors."""
+        rows = np.flatnonzero(np.isin(self.parent, idx))
+        return rows[rows < self.n_memory] if memory else rows
+
+
 class _Validation:
     """The validation half of fitting. ``score`` rates the network after
     each epoch by the right calls of the whole classifier on the validation
@@ -202,6 +242,7 @@ class TaxonomicClassifier:
         self.summary: dict = {}
         self.backbone_info: Optional[dict] = None
         self._oom_batch_size = None  # set after a CUDA out-of-memory retry
+        self.query_pair: Optional[dict] = None  # set by fit (query_region)
 
     # ------------------------------------------------------------- fitting
     def fit(self, ids: Sequence[str], seqs: Sequence[str],
@@ -229,6 +270,7 @@ class TaxonomicClassifier:
                 else SCRATCH_LR)
         t_start = time.time()
         seqs = check_reference(ids, seqs, taxonomy, tc.min_length, progress)
+        seqs = self._query_region(seqs, progress)
         lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
         warn_conflicts(lineages)
         # classes come from all reads, so the memory (and a refit) know the
@@ -238,23 +280,33 @@ class TaxonomicClassifier:
         n_ranks = len(self.labels.rank_names)
         train_idx, val_idx = self._split(seqs, lineages, n_ranks, progress)
         cfg, init_state = self._start(backbone, seqs, progress)
-        tokens = self.tokenizer.encode(seqs, tc.max_length)
         y = targets(self.labels, lineages)                    # (n, R + 1)
-        val = _Validation(self, seqs, lineages, y, train_idx, val_idx)
+        # rows: every read, then the amplicons cut from them (regions.py);
+        # the network trains on reads, memory and validation use both
+        rows = _Rows(seqs, tc, val_idx, progress)
+        tokens = self.tokenizer.encode(rows.seqs, tc.max_length)
+        y_rows, lin_rows = y[rows.parent], [lineages[i] for i in rows.parent]
+        tr_rows, va_rows = rows.of(train_idx, memory=True), rows.of(val_idx)
+        val = _Validation(self, rows.seqs, lin_rows, y_rows, tr_rows,
+                          va_rows)
         net, history, _ = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
-            y[train_idx], [tokens[i] for i in val_idx], y[val_idx], progress,
-            init_state=init_state, score=val.score if len(val_idx) else None,
+            y[train_idx], [tokens[i] for i in va_rows], y_rows[va_rows],
+            progress, init_state=init_state,
+            score=val.score if len(val_idx) else None,
             variants=self._variants(seqs, train_idx))
         self.net = net.cpu()
         z, logits = self._embed_all(tokens)
         self.calibration = val.calibrate(z, logits, progress)
         best_epoch = refit_epochs(history)
         if len(val_idx) and tc.refit:
-            history = history + self._refit(cfg, tokens, y, best_epoch,
-                                            init_state, progress)
+            history = history + self._refit(
+                cfg, tokens[:len(seqs)], y, best_epoch, init_state,
+                progress)
             z, _ = self._embed_all(tokens)
-        self.memory = (ReferenceMemory.build(z, y[:, -1], seqs)
+        m = rows.n_memory
+        self.memory = (ReferenceMemory.build(z[:m], y_rows[:m, -1],
+                                             rows.seqs[:m])
                        if tc.memory else None)
         self.orienter = KmerOrienter.fit(seqs)
         self.summary = {
@@ -265,10 +317,29 @@ class TaxonomicClassifier:
             "n_leaves": len(self.labels.leaves),
             "n_parameters": self.net.num_parameters(),
             "memory_reads": len(self.memory) if self.memory else 0,
+            "region_cutouts": rows.counts,
+            "query_region": self.query_pair,
+            "read_length_range": [int(min(map(len, rows.seqs[:m]))),
+                                  int(max(map(len, rows.seqs[:m])))],
             "history": history, "train_seconds": time.time() - t_start,
             "heads": tc.heads, "backbone": self.backbone_info,
         }
         return self
+
+    def _query_region(self, seqs: List[str], progress) -> List[str]:
+        """The reference cut to ``query_region``'s amplicon (reads where it
+        is not found are kept whole); unchanged for "any"."""
+        tc = self.train_config
+        self.query_pair = None
+        if tc.query_region.lower() == "any":
+            return seqs
+        cut, n_cut, pair = cut_reference(seqs, tc.query_region,
+                                         tc.min_length)
+        self.query_pair = pair.to_dict()
+        progress(f"query region {pair.name}: cut {n_cut} of {len(seqs)} "
+                 f"reference reads to the amplicon; "
+                 f"{len(seqs) - n_cut} kept whole (no primer site found)")
+        return cut
 
     def _split(self, seqs, lineages, n_ranks: int, progress):
         """Training and validation indices: :func:`.split.grouped_split`
@@ -291,11 +362,15 @@ class TaxonomicClassifier:
 
     def _variants(self, seqs: Sequence[str], train_idx: np.ndarray):
         tc = self.train_config
-        if tc.augment <= 0:
+        region_p = tc.region_augment if tc.query_region.lower() == "any" \
+            else 0.0
+        if tc.augment <= 0 and region_p <= 0:
             return None
         aug = AugmentConfig(p=tc.augment, min_length=tc.min_length).validate()
-        return variant_tokens([seqs[i] for i in train_idx], self.tokenizer,
-                              tc.max_length, aug, tc.random_seed)
+        train = [seqs[i] for i in train_idx]
+        alts = alternatives(train, tc.min_length) if region_p > 0 else None
+        return variant_tokens(train, self.tokenizer, tc.max_length, aug,
+                              tc.random_seed, alts, region_p)
 
     def _embed_all(self, tokens) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (n, D) and leaf logits (n, n_leaf) of token lists."""

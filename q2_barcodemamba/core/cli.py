@@ -68,6 +68,10 @@ def cmd_fit(a) -> int:
                      abstention=a.abstention,
                      contrastive_weight=a.contrastive_weight,
                      augment=a.augment, select=a.select_epoch_by,
+                     region_cutouts=not a.no_region_cutouts,
+                     region_augment=a.region_augment,
+                     query_region=a.query_region,
+                     validation_errors=a.validation_errors,
                      unseen_genus_fraction=a.unseen_genus_fraction)
     bb = choose_backbone(load_backbone(a.backbone) if a.backbone else None,
                          a.preset, not a.no_pretrained)
@@ -147,6 +151,13 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--contrastive-weight", type=float,
                    default=_T.contrastive_weight)
     f.add_argument("--augment", type=float, default=_T.augment)
+    f.add_argument("--no-region-cutouts", action="store_true",
+                   default=not _T.region_cutouts)
+    f.add_argument("--region-augment", type=float,
+                   default=_T.region_augment)
+    f.add_argument("--query-region", default=_T.query_region)
+    f.add_argument("--validation-errors", type=float,
+                   default=_T.validation_errors)
     f.add_argument("--select-epoch-by", default=_T.select,
                    choices=("right_call", "val_loss"))
     f.add_argument("--unseen-genus-fraction", type=float,

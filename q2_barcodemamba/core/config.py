@@ -130,6 +130,17 @@ class TrainConfig:
     contrastive_temperature: float = 0.1
     augment: float = 0.0         # share of training reads replaced by a
                                  # variant per epoch (core/augment.py)
+    region_cutouts: bool = True  # ITS1/ITS2 amplicons of each reference
+                                 # read in the memory and in validation
+                                 # (core/regions.py)
+    region_augment: float = 0.5  # share of training reads replaced by one
+                                 # of their amplicons per epoch
+    validation_errors: float = 0.0  # most per-base error rate of a copy
+                                 # of each validation read asked beside it
+                                 # (0 = none; core/augment.noisy_copies)
+    query_region: str = "any"    # any | a region (ITS1, ITS2) or primer
+                                 # pair the queries come from: the
+                                 # reference is cut to that amplicon
     heads: str = "multi"         # multi: one head per rank + leaf head;
                                  # single: leaf head only
     max_length: int = 512        # tokens kept per read (longer reads cropped)
@@ -151,13 +162,19 @@ class TrainConfig:
             raise ValueError(f"abstention must be 'learned' or 'summed', "
                              f"not {self.abstention!r}.")
         for name in ("validation_fraction", "unseen_genus_fraction",
-                     "augment"):
+                     "augment", "region_augment"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], not "
                                  f"{getattr(self, name)}.")
+        if not 0.0 <= self.validation_errors <= 0.2:
+            raise ValueError(f"validation_errors must be in [0, 0.2], not "
+                             f"{self.validation_errors}.")
         if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
             raise ValueError("contrastive_weight must be >= 0 and "
                              "contrastive_temperature > 0.")
+        if self.query_region.lower() != "any":
+            from .primers import parse_region
+            parse_region(self.query_region)     # a clear error if unknown
         return self
 
 

@@ -20,6 +20,7 @@ from .data import length_batches
 from .heads import head_index, head_names, head_sizes
 from .loop import Schedule, StepLoss, epoch_batches, run_epochs
 from .augment import AugmentConfig, augment_batch
+from .regions import pick_alternatives
 from .losses import MultiTaskLoss, supervised_contrastive
 from .model import BarcodeMambaNet
 from .runtime import configure, log, main_only, pad_batch, seed_everything
@@ -117,16 +118,25 @@ class Contrast:
 
 
 def variant_tokens(seqs: Sequence[str], tokenizer, max_length: int,
-                   cfg: AugmentConfig, seed: int) -> Callable[[list], list]:
+                   cfg: AugmentConfig, seed: int,
+                   alternatives: Optional[Sequence[Sequence[str]]] = None,
+                   region_p: float = 0.0) -> Callable[[list], list]:
     """``variants(rows)`` for :func:`classification_step`: the reads of
-    ``rows``, each varied with probability ``cfg.p``; the n-th call draws
-    from seed (``seed``, n), so a run is reproducible."""
+    ``rows``, each first replaced with probability ``region_p`` by one of
+    its ``alternatives`` (its amplicons, :mod:`.regions`), then varied
+    with probability ``cfg.p``; the n-th call draws from seed
+    (``seed``, n), so a run is reproducible."""
     calls = [0]
 
     def variants(rows) -> list:
         calls[0] += 1
-        varied = augment_batch([seqs[i] for i in rows],
-                               seed * 1_000_003 + calls[0], cfg)
+        call_seed = seed * 1_000_003 + calls[0]
+        if alternatives is not None and region_p > 0:
+            picked = pick_alternatives(rows, alternatives, seqs, region_p,
+                                       np.random.default_rng([call_seed, 1]))
+        else:
+            picked = [seqs[i] for i in rows]
+        varied = augment_batch(picked, call_seed, cfg)
         return tokenizer.encode(varied, max_length)
     return variants
 

@@ -63,10 +63,14 @@ def test_command_line_uses_the_dataclass_defaults():
     assert fit.get_default("refit") is tc.refit
     assert fit.get_default("no_memory") is (not tc.memory)
     assert fit.get_default("no_kmer_similarity") is (not tc.kmer_similarity)
+    assert fit.get_default("no_region_cutouts") is (not tc.region_cutouts)
     for arg, field in (("abstention", "abstention"),
                        ("contrastive_weight", "contrastive_weight"),
                        ("augment", "augment"), ("select_epoch_by", "select"),
-                       ("unseen_genus_fraction", "unseen_genus_fraction")):
+                       ("unseen_genus_fraction", "unseen_genus_fraction"),
+                       ("region_augment", "region_augment"),
+                       ("query_region", "query_region"),
+                       ("validation_errors", "validation_errors")):
         assert fit.get_default(arg) == getattr(tc, field), arg
 
 

@@ -1,0 +1,412 @@
+"""Fungal ITS primer sites and in-silico amplicons ("virtual PCR").
+
+This module finds where a PCR primer binds a read and cuts out the amplicon
+that a primer pair would produce, so that full-ITS references can be trimmed
+to the region actually sequenced (ITS1 or ITS2) before training or
+classification. Its semantics mirror QIIME 2's ``feature-classifier
+extract-reads`` (Bokulich et al. 2018, ``bokulich2018``) and cutadapt's
+linked-adapter trimming (Martin 2011, ``martin2011cutadapt``): the forward
+primer is searched on the read, the reverse primer's reverse complement
+downstream of it, and what lies *between* the two sites is returned, the
+primers themselves excluded. Reads written on the other strand are
+reverse-complemented first, so the amplicon always reads 5'->3' in the
+forward primer's direction.
+
+Matching is a Hamming search (substitutions only, no insertions/deletions)
+of the IUPAC primer over every window of the read. Primers are short
+(19-27 nt) and their sites sit in the conserved SSU / 5.8S / LSU rRNA, where
+indels inside a primer site are rare, so allowing a few substitutions finds
+practically every site while staying exact, simple and fast: reads and
+primers are bit masks (A=1, C=2, G=4, T=8; an IUPAC code is the OR of its
+bases) and a window position matches when ``read & primer != 0``. An ``N``
+(or any other ambiguity code) in the *read* matches nothing, i.e. counts as
+a mismatch, so a run of unknown bases never produces a site by itself.
+
+Primers (all 5'->3'):
+
+* SSU, forward: ITS1F (Gardes & Bruns 1993, ``gardes1993its1f``); ITS1 and
+  ITS5 (White et al. 1990, ``white1990its``);
+* 5.8S, reverse: ITS2 (White et al. 1990);
+* 5.8S, forward: ITS3 (White et al. 1990); fITS7 and gITS7 (Ihrmark et al.
+  2012, ``ihrmark2012fits7``); ITS86F (Turenne et al. 1999,
+  ``turenne1999its86``, as used by Op De Beeck et al. 2014,
+  ``opdebeeck2014its86f``); 5.8S-Fun (Taylor et al. 2016,
+  ``taylor2016itsfun``);
+* LSU, reverse: ITS4 (White et al. 1990); ITS4-Fun (Taylor et al. 2016).
+
+The keys in parentheses are entries of ``q2_barcodemamba/citations.bib``.
+Standard library and numpy only.
+"""
+import functools
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["PRIMERS", "REGIONS", "Site", "PrimerPair", "reverse_complement",
+           "find_site", "parse_region", "amplicon", "cut_reads"]
+
+PRIMERS: Dict[str, str] = {
+    # forward, SSU (ITS1 side)
+    "ITS1F": "CTTGGTCATTTAGAGGAAGTAA",        # Gardes & Bruns 1993
+    "ITS1": "TCCGTAGGTGAACCTGCGG",            # White et al. 1990
+    "ITS5": "GGAAGTAAAAGTCGTAACAAGG",         # White et al. 1990
+    # reverse, 5.8S
+    "ITS2": "GCTGCGTTCTTCATCGATGC",           # White et al. 1990
+    # forward, 5.8S (ITS2 side)
+    "ITS3": "GCATCGATGAAGAACGCAGC",           # White et al. 1990
+    "fITS7": "GTGARTCATCGAATCTTTG",           # Ihrmark et al. 2012
+    "gITS7": "GTGARTCATCGARTCTTTG",           # Ihrmark et al. 2012
+    "ITS86F": "GTGAATCATCGAATCTTTGAA",        # Turenne 1999; Op De Beeck 2014
+    "5.8S-Fun": "AACTTTYRRCAAYGGATCWCT",      # Taylor et al. 2016
+    # reverse, LSU
+    "ITS4": "TCCTCCGCTTATTGATATGC",           # White et al. 1990
+    "ITS4-Fun": "AGCCTCCGCTTATTGATATGCTTAART",  # Taylor et al. 2016
+}
+
+REGIONS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "ITS1": (("ITS1F", "ITS1", "ITS5"), ("ITS2",)),
+    "ITS2": (("fITS7", "gITS7", "ITS86F", "ITS3", "5.8S-Fun"),
+             ("ITS4", "ITS4-Fun")),
+}
+
+# (require_forward, require_reverse) of the named regions: the primer in the
+# 5.8S must bind; the SSU/LSU one may be missing (ITSx-trimmed references
+# stop at the region boundaries), the amplicon then runs to the read end.
+_REGION_REQUIRED = {"ITS1": (False, True), "ITS2": (True, False)}
+
+# Primers binding in the 5.8S (required in a named pair) and the direction
+# of every known primer (a named pair must use a forward, then a reverse).
+_INNER = frozenset({"ITS2", "ITS3", "fITS7", "gITS7", "ITS86F", "5.8S-Fun"})
+_FORWARD = frozenset({"ITS1F", "ITS1", "ITS5", "ITS3", "fITS7", "gITS7",
+                      "ITS86F", "5.8S-Fun"})
+_REVERSE = frozenset({"ITS2", "ITS4", "ITS4-Fun"})
+
+_IUPAC: Dict[str, int] = {
+    "A": 1, "C": 2, "G": 4, "T": 8, "U": 8,
+    "R": 1 | 4, "Y": 2 | 8, "S": 2 | 4, "W": 1 | 8, "K": 4 | 8, "M": 1 | 2,
+    "B": 2 | 4 | 8, "D": 1 | 4 | 8, "H": 1 | 2 | 8, "V": 1 | 2 | 4,
+    "N": 1 | 2 | 4 | 8,
+}
+
+# Read bytes -> masks: only A, C, G, T (and U) get bits; N, other ambiguity
+# codes and anything else get 0 and so mismatch every primer base.
+_READ_LUT = np.zeros(256, dtype=np.uint8)
+for _b, _m in (("A", 1), ("C", 2), ("G", 4), ("T", 8), ("U", 8)):
+    _READ_LUT[ord(_b)] = _m
+    _READ_LUT[ord(_b.lower())] = _m
+# Complement of a mask = its 4 bits reversed (A<->T, C<->G).
+_COMPLEMENT_LUT = np.array(
+    [sum(1 << (3 - i) for i in range(4) if m >> i & 1) if m < 16 else 0
+     for m in range(256)], dtype=np.uint8)
+
+_RC_TABLE = str.maketrans("ACGTURYSWKMBDHVNacgturyswkmbdhvn",
+                          "TGCAAYRSWMKVHDBNtgcaayrswmkvhdbn")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A primer binding site on a read.
+
+    ``start``/``end`` are 0-based, end-exclusive coordinates on the read as
+    given (forward coordinates, whichever strand matched); ``strand`` is
+    ``"+"`` when the primer sequence itself matches the read and ``"-"``
+    when its reverse complement does.
+    """
+    start: int
+    end: int
+    mismatches: int
+    strand: str
+
+
+def reverse_complement(seq: str) -> str:
+    """IUPAC-aware reverse complement (R<->Y, K<->M, B<->V, D<->H; S, W and
+    N are their own complements; U is complemented to A). Case is kept;
+    characters that are not nucleotide codes (gaps) are left as they are."""
+    return seq.translate(_RC_TABLE)[::-1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _primer_masks(primer: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(mask of the primer, mask of its reverse complement); ValueError for
+    an empty primer or a character that is not an IUPAC nucleotide code."""
+    if not isinstance(primer, str) or not primer:
+        raise ValueError(f"A primer must be a non-empty IUPAC sequence, "
+                         f"got {primer!r}.")
+    bad = sorted({c for c in primer.upper() if c not in _IUPAC})
+    if bad:
+        raise ValueError(f"Primer {primer!r} has non-IUPAC character(s) "
+                         f"{', '.join(map(repr, bad))}; allowed: "
+                         f"{''.join(sorted(_IUPAC))}.")
+    fwd = np.array([_IUPAC[c] for c in primer.upper()], dtype=np.uint8)
+    rc = _COMPLEMENT_LUT[fwd[::-1]]
+    fwd.setflags(write=False)
+    rc.setflags(write=False)
+    return fwd, rc
+
+
+def _read_mask(read: str) -> np.ndarray:
+    """Bit masks of the read's bases (0 for N and anything else)."""
+    return _READ_LUT[np.frombuffer(read.encode("ascii", "replace"),
+                                   dtype=np.uint8)]
+
+
+def _best(mask: np.ndarray, pmask: np.ndarray,
+          max_mismatches: int) -> Optional[Tuple[int, int]]:
+    """(mismatches, start) of the leftmost window with the fewest
+    mismatches of ``pmask`` over ``mask``, or None when the primer is longer
+    than the read or no window has at most ``max_mismatches``."""
+    n, k = mask.size, pmask.size
+    if k == 0 or n < k:
+        return None
+    windows = sliding_window_view(mask, k)                 # (n - k + 1, k)
+    mism = k - np.count_nonzero(windows & pmask, axis=1)
+    start = int(np.argmin(mism))                           # first minimum
+    best = int(mism[start])
+    if best > max_mismatches:
+        return None
+    return best, start
+
+
+def _check_mismatches(max_mismatches) -> int:
+    if (isinstance(max_mismatches, bool)
+            or not isinstance(max_mismatches, (int, np.integer))
+            or max_mismatches < 0):
+        raise ValueError(f"max_mismatches must be an integer >= 0, got "
+                         f"{max_mismatches!r}.")
+    return int(max_mismatches)
+
+
+def _find(mask: np.ndarray, primer: str, max_mismatches: int,
+          strand: str) -> Optional[Site]:
+    fwd, rc = _primer_masks(primer)
+    hits = []
+    if strand in ("+", "both"):
+        hit = _best(mask, fwd, max_mismatches)
+        if hit is not None:
+            hits.append((hit[0], hit[1], 0, "+"))
+    if strand in ("-", "both"):
+        hit = _best(mask, rc, max_mismatches)
+        if hit is not None:
+            hits.append((hit[0], hit[1], 1, "-"))
+    if not hits:
+        return None
+    mism, start, _, s = min(hits)
+    return Site(start=start, end=start + len(primer), mismatches=mism,
+                strand=s)
+
+
+def find_site(read: str, primer: str, max_mismatches: int = 2,
+              strand: str = "both") -> Optional[Site]:
+    """Best binding site of the IUPAC ``primer`` on ``read``.
+
+    Hamming search without indels over all windows of the read; ``strand``
+    is ``"+"`` (the primer as written), ``"-"`` (its reverse complement) or
+    ``"both"``. Best = fewest mismatches, then leftmost, then ``"+"``.
+    A read base matches a primer code when the base is one of the code's
+    bases; ``N`` (and any other non-ACGT character) in the read is a
+    mismatch. Returns None when the primer is longer than the read or no
+    window has at most ``max_mismatches`` mismatches.
+    """
+    if strand not in ("+", "-", "both"):
+        raise ValueError(f"strand must be '+', '-' or 'both', got "
+                         f"{strand!r}.")
+    mm = _check_mismatches(max_mismatches)
+    return _find(_read_mask(read), primer, mm, strand)
+
+
+def _check_primers(seqs) -> Tuple[str, ...]:
+    if isinstance(seqs, str):
+        seqs = (seqs,)
+    seqs = tuple(seqs)
+    for s in seqs:
+        _primer_masks(s)
+    return seqs
+
+
+@dataclass(frozen=True)
+class PrimerPair:
+    """A forward and a reverse primer set (sequences 5'->3', each set tried
+    in order, the first that binds wins) and whether each must bind for an
+    amplicon to be cut. The reverse primers are given as ordered, i.e. as
+    they bind the reverse strand; their reverse complements are searched on
+    the forward-oriented read."""
+    name: str
+    forward: Tuple[str, ...]
+    reverse: Tuple[str, ...]
+    require_forward: bool
+    require_reverse: bool
+
+    def __post_init__(self):
+        fwd = _check_primers(self.forward)
+        rev = _check_primers(self.reverse)
+        object.__setattr__(self, "forward", fwd)
+        object.__setattr__(self, "reverse", rev)
+        object.__setattr__(self, "require_forward", bool(self.require_forward))
+        object.__setattr__(self, "require_reverse", bool(self.require_reverse))
+        if not fwd and not rev:
+            raise ValueError(f"Primer pair {self.name!r} has no primers.")
+        if (self.require_forward and not fwd) or (self.require_reverse
+                                                 and not rev):
+            raise ValueError(f"Primer pair {self.name!r} requires a primer "
+                             "set that is empty.")
+
+    def to_dict(self) -> dict:
+        """JSON-safe dict (lists of sequences); inverse of
+        :meth:`from_dict`."""
+        return {"name": self.name, "forward": list(self.forward),
+                "reverse": list(self.reverse),
+                "require_forward": self.require_forward,
+                "require_reverse": self.require_reverse}
+
+    @classmethod
+    def from_dict(cls, d) -> "PrimerPair":
+        keys = ("name", "forward", "reverse", "require_forward",
+                "require_reverse")
+        missing = [k for k in keys if k not in d]
+        if missing:
+            raise ValueError(f"Primer pair dict lacks {', '.join(missing)}.")
+        return cls(name=str(d["name"]), forward=tuple(d["forward"]),
+                   reverse=tuple(d["reverse"]),
+                   require_forward=bool(d["require_forward"]),
+                   require_reverse=bool(d["require_reverse"]))
+
+
+def _bad_spec(spec, why: str = "") -> ValueError:
+    return ValueError(
+        f"Unknown primer region {spec!r}{': ' + why if why else ''}. "
+        f"Accepted forms: a region name ({', '.join(REGIONS)}; any case); "
+        f"'FWD-REV' with two primer names (e.g. 'fITS7-ITS4'); or two raw "
+        f"IUPAC primer sequences 'SEQ,SEQ' (forward, reverse 5'->3'). "
+        f"Known primer names: {', '.join(PRIMERS)}.")
+
+
+def parse_region(spec: str) -> PrimerPair:
+    """The :class:`PrimerPair` of a region spec.
+
+    * ``"ITS1"`` / ``"ITS2"`` (any case): the primers of :data:`REGIONS`.
+      ITS1 requires only its reverse (5.8S) site — an ITSx-trimmed full ITS
+      has no SSU site and its amplicon starts at the read start; ITS2
+      requires only its forward (5.8S) site — the LSU site is often absent
+      and the amplicon then runs to the read end.
+    * ``"FWD-REV"``: two names of :data:`PRIMERS` (``"fITS7-ITS4"``,
+      ``"5.8S-Fun-ITS4-Fun"``; every ``-`` is tried as the separator). A
+      primer in the 5.8S is required, an SSU/LSU primer is not.
+    * ``"SEQ,SEQ"``: forward and reverse IUPAC sequences, both required.
+
+    Anything else raises ValueError naming the spec and the accepted forms.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise _bad_spec(spec, "empty")
+    s = spec.strip()
+    regions = {k.upper(): k for k in REGIONS}
+    if s.upper() in regions:
+        name = regions[s.upper()]
+        fwd_names, rev_names = REGIONS[name]
+        req_f, req_r = _REGION_REQUIRED.get(name, (True, True))
+        return PrimerPair(name=name,
+                          forward=tuple(PRIMERS[n] for n in fwd_names),
+                          reverse=tuple(PRIMERS[n] for n in rev_names),
+                          require_forward=req_f, require_reverse=req_r)
+    if "," in s:
+        parts = [p.strip().upper() for p in s.split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise _bad_spec(spec, "expected exactly two sequences")
+        try:
+            pair = PrimerPair(name=",".join(parts), forward=(parts[0],),
+                              reverse=(parts[1],), require_forward=True,
+                              require_reverse=True)
+        except ValueError as err:
+            raise _bad_spec(spec, str(err)) from None
+        return pair
+    names = {k.upper(): k for k in PRIMERS}
+    splits = []
+    for i, ch in enumerate(s):
+        if ch == "-":
+            a, b = s[:i].upper(), s[i + 1:].upper()
+            if a in names and b in names:
+                splits.append((names[a], names[b]))
+    if len(splits) > 1:
+        raise _bad_spec(spec, "ambiguous split into primer names "
+                        + " / ".join(f"{a} + {b}" for a, b in splits))
+    if not splits:
+        raise _bad_spec(spec)
+    fwd, rev = splits[0]
+    if fwd in _REVERSE or rev in _FORWARD:
+        raise _bad_spec(spec, f"{fwd} must be a forward primer and {rev} a "
+                        f"reverse primer (forward: "
+                        f"{', '.join(n for n in PRIMERS if n in _FORWARD)}; "
+                        f"reverse: "
+                        f"{', '.join(n for n in PRIMERS if n in _REVERSE)})")
+    return PrimerPair(name=f"{fwd}-{rev}", forward=(PRIMERS[fwd],),
+                      reverse=(PRIMERS[rev],),
+                      require_forward=fwd in _INNER,
+                      require_reverse=rev in _INNER)
+
+
+def _first(mask: np.ndarray, primers: Tuple[str, ...], mm: int,
+           strand: str) -> Optional[Site]:
+    for p in primers:
+        site = _find(mask, p, mm, strand)
+        if site is not None:
+            return site
+    return None
+
+
+def amplicon(read: str, pair: PrimerPair, max_mismatches: int = 2,
+             min_length: int = 50) -> Optional[str]:
+    """The stretch of ``read`` between the pair's primer sites, primers
+    excluded (as ``extract-reads`` / cutadapt return it), 5'->3' in the
+    forward primer's direction.
+
+    Orientation: the first forward primer binding on ``"+"`` fixes it; if
+    none does but one binds on ``"-"``, the read is reverse-complemented.
+    With no forward site at all the reverse primer decides (it binding as
+    written, ``"+"``, means the read is reversed). The reverse site is the
+    reverse primer's reverse complement, searched only downstream of the
+    forward site. A missing primer gives None when required, else the
+    amplicon starts at the read start / ends at the read end. None also when
+    the amplicon is shorter than ``min_length``.
+    """
+    mm = _check_mismatches(max_mismatches)
+    if min_length < 0:
+        raise ValueError(f"min_length must be >= 0, got {min_length!r}.")
+    mask = _read_mask(read)
+    fwd = _first(mask, pair.forward, mm, "+")
+    flip = False
+    if fwd is None and _first(mask, pair.forward, mm, "-") is not None:
+        flip = True
+    elif fwd is None:
+        if (_first(mask, pair.reverse, mm, "-") is None
+                and _first(mask, pair.reverse, mm, "+") is not None):
+            flip = True
+    if flip:
+        read = reverse_complement(read)
+        mask = _COMPLEMENT_LUT[mask[::-1]]
+        fwd = _first(mask, pair.forward, mm, "+")
+    if fwd is None and pair.require_forward:
+        return None
+    start = fwd.end if fwd is not None else 0
+    rev = _first(mask[start:], pair.reverse, mm, "-")
+    if rev is None and pair.require_reverse:
+        return None
+    end = start + rev.start if rev is not None else len(read)
+    amp = read[start:end]
+    return amp if len(amp) >= min_length else None
+
+
+def cut_reads(reads: Iterable[Tuple[str, str]], pair: PrimerPair,
+              max_mismatches: int = 2, min_length: int = 50
+              ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """:func:`amplicon` of every ``(id, sequence)``: returns the kept
+    ``(id, amplicon)`` pairs (input order) and the ids of the reads where
+    no amplicon could be cut."""
+    kept, dropped = [], []
+    for rid, seq in reads:
+        amp = amplicon(seq, pair, max_mismatches, min_length)
+        if amp is None:
+            dropped.append(rid)
+        else:
+            kept.append((rid, amp))
+    return kept, dropped
