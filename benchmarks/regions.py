@@ -305,11 +305,15 @@ def main(argv=None):
     qiime = find_qiime()
     t0 = time.time()
     results = {"seed": args.seed, "datasets": {}}
+    path = os.path.join(args.out, "results.json")
+    if os.path.exists(path):      # data sets of earlier runs stay reported
+        with open(path) as fh:
+            results["datasets"] = json.load(fh).get("datasets", {})
     for name in args.datasets.split(","):
         results["datasets"][name] = run_dataset(name, args, qiime)
     results["wall_seconds"] = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
+    with open(path, "w") as fh:
         json.dump(results, fh, indent=1)
     write_report(results, args.report)
     print(f"wall time {results['wall_seconds'] / 60:.1f} min; report "
