@@ -209,7 +209,17 @@ METRICS = (("right_call", "right call"),
            ("seen_species_accuracy", "seen species"),
            ("unseen_species_genus_accuracy", "unseen-sp. genus"),
            ("unseen_species_overcall", "unseen-sp. over-call"),
-           ("unseen_genus_family_accuracy", "unseen-gen. family"))
+           ("unseen_genus_family_accuracy", "unseen-gen. family"),
+           ("rank_accuracy.family", "family (all queries, right at the "
+            "rank as defined above)"),
+           ("rank_accuracy.genus", "genus (all queries)"),
+           ("rank_accuracy.species", "species (all queries)"))
+
+
+def _metric(m: dict, key: str) -> float:
+    for part in key.split("."):
+        m = m[part]
+    return m
 NAMES = {"barcodemamba": "barcodemamba (region-robust, default)",
          "barcodemamba-error-copies": "barcodemamba, validation with "
                                       "error copies (--p-validation-errors "
@@ -233,8 +243,11 @@ def report(results: dict) -> str:
              "One command: `.venv/bin/python -m benchmarks.regions` "
              "(`benchmarks/regions.py`; what it does is in its docstring). "
              "Percent of queries; *right call* = right at the deepest rank "
-             "the reference can know, no deeper. Reads/s include each "
-             "command's start-up.", ""]
+             "the reference can know, no deeper (as in the tables above; a "
+             "rank is right when it names the true taxon where the "
+             "reference knows it, and asserts nothing where it does not). "
+             "Reads/s include each command's start-up. Calibration (ECE) "
+             "is not computed for these query sets.", ""]
     for name, ds in results["datasets"].items():
         lines += [f"### {name}", "",
                   f"Reference {ds['split']['n_reference']} full-ITS reads; "
@@ -246,7 +259,7 @@ def report(results: dict) -> str:
                       "| method | " + " | ".join(LABELS[q] for q in QUERIES)
                       + " |", "|---" * (len(QUERIES) + 1) + "|"]
             for m, r in ds["methods"].items():
-                cells = [f"{r['queries'][q]['metrics'][key]:.1f}"
+                cells = [f"{_metric(r['queries'][q]['metrics'], key):.1f}"
                          if q in r["queries"] else "" for q in QUERIES]
                 lines.append(f"| {NAMES[m]} | " + " | ".join(cells) + " |")
             lines.append("")
