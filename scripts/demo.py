@@ -136,13 +136,13 @@ def region_report(out):
         cols[f"{name.upper()} ({spec})"] = rank_scores(out, f"query-{name}")
     print("\nThe same classifier on amplicons cut from the query reads "
           "(percent right):")
-    print("  " + "rank".ljust(10) + "".join(c.rjust(22) for c in cols))
+    print("  " + "rank".ljust(14) + "".join(c.rjust(22) for c in cols))
     for rank in RANKS:
-        print("  " + rank.ljust(10) + "".join(
+        print("  " + rank.ljust(14) + "".join(
             f"{v[0][rank]:21.1f}%" for v in cols.values()))
-    print("  " + "seen species".ljust(10) + "".join(
+    print("  " + "seen species".ljust(14) + "".join(
         f"{v[1]:21.1f}%" for v in cols.values()))
-    print("  " + "reads".ljust(10) + "".join(
+    print("  " + "reads".ljust(14) + "".join(
         f"{v[3]:22d}" for v in cols.values()))
 
 
