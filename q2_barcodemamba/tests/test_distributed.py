@@ -141,8 +141,11 @@ def test_finetuning_two_processes_match_one(tmp_path):
               "--n-threads", "1", "--dropout", "0", "--no-pretrained",
               # the network's training is what DDP splits: without the
               # contrastive term (computed per process, over its shard of
-              # the batch) and the memory/mixture chosen after training
+              # the batch), the region augmentation (drawn per process,
+              # over its shard) and the memory/mixture chosen after
+              # training
               "--contrastive-weight", "0", "--no-memory",
+              "--region-augment", "0",
               "--select-epoch-by", "val_loss"]
     run(common + ["--output", "two"], 2, tmp_path)
     run(common + ["--output", "one"], 1, tmp_path)
