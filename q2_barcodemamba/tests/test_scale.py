@@ -88,6 +88,9 @@ def test_interrupted_fit_leaves_no_artifact(tmp_path):
     p = subprocess.Popen(
         [exe, "barcodemamba", "fit-classifier", "--i-reference-reads",
          "ref.qza", "--i-reference-taxonomy", "tax.qza", "--p-epochs", "50",
+         # no validation, so no early stopping: the fit cannot end by
+         # itself before the interrupt, however slow the machine
+         "--p-validation-fraction", "0",
          "--p-n-threads", "1", "--o-classifier", "clf.qza", "--verbose"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
