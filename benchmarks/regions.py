@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from q2_barcodemamba.core.augment import AugmentConfig, vary
+from q2_barcodemamba.core.augment import with_errors
 from q2_barcodemamba.core.data import read_fasta
 from q2_barcodemamba.core.primers import PRIMERS, amplicon, parse_region
 
@@ -52,12 +52,6 @@ REPORT = os.path.join(REPO, "docs", "benchmarks.md")
 START, END = "<!-- regions:start -->", "<!-- regions:end -->"
 
 
-def errors(seq: str, rate: float, rng) -> str:
-    cfg = AugmentConfig(p=1.0, substitution=rate / 2, indel=rate / 4,
-                        crop=0.0, min_length=20)
-    return vary(seq, rng, cfg)
-
-
 def write_queries(ds_dir: str, seed: int) -> dict:
     """split/test.fasta as the five query sets (FASTA in queries/)."""
     reads = list(read_fasta(os.path.join(ds_dir, "split", "test.fasta")))
@@ -73,7 +67,7 @@ def write_queries(ds_dir: str, seed: int) -> dict:
                     if (a := amplicon(s, pair)) is not None]
         else:
             rate = int(q[3:]) / 100
-            kept = [(i, errors(s, rate, rng)) for i, s in reads]
+            kept = [(i, with_errors(s, rate, rng, 20)) for i, s in reads]
         with open(os.path.join(out, f"{q}.fasta"), "w") as fh:
             fh.writelines(f">{i}\n{s}\n" for i, s in kept)
         counts[q] = {"n": len(kept), "median_length": float(

@@ -101,10 +101,14 @@ def noisy_copies(seqs: Sequence[str], max_rate: float, min_length: int,
     if max_rate <= 0:
         return []
     rng = np.random.default_rng([seed, 5])
-    out = []
-    for s in seqs:
-        rate = float(rng.random()) * max_rate
-        cfg = AugmentConfig(p=1.0, substitution=rate / 2, indel=rate / 4,
-                            crop=0.0, min_length=min_length)
-        out.append(vary(s, rng, cfg))
-    return out
+    return [with_errors(s, float(rng.random()) * max_rate, rng, min_length)
+            for s in seqs]
+
+
+def with_errors(seq: str, rate: float, rng: np.random.Generator,
+                min_length: int) -> str:
+    """``seq`` with sequencing errors at per-base ``rate``: half
+    substitutions, a quarter insertions, a quarter deletions."""
+    cfg = AugmentConfig(p=1.0, substitution=rate / 2, indel=rate / 4,
+                        crop=0.0, min_length=min_length)
+    return vary(seq, rng, cfg)

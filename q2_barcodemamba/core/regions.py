@@ -38,9 +38,6 @@ from .primers import PRIMERS, REGIONS, PrimerPair, amplicon, parse_region
 # a cut-out must be clearly shorter than its read to be worth a memory
 # entry (a read that is already ITS2 would otherwise add itself again)
 MAX_FRACTION = 0.9
-# an amplicon that runs to the read's end because the outer primer is not
-# in the read (ITSx-trimmed references) is kept only if the inner site
-# leaves at least this share of the read out
 DEFAULT_REGIONS = ("ITS1", "ITS2")
 
 
