@@ -121,8 +121,9 @@ def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
                                     lambda m: None)
     y = targets(clf.labels, lineages)
     val = _Validation(out, seqs, lineages, y, train_idx, val_idx)
-    z, logits = out._embed_all(out.tokenizer.encode(seqs, tc.max_length))
-    out.calibration = val.calibrate(z, logits, lambda m: None)
+    z, _ = out._embed_all(out.tokenizer.encode(seqs, tc.max_length),
+                          logits=False)
+    out.calibration = val.calibrate(out.net, z, lambda m: None)
     out.memory = (ReferenceMemory.build(z, y[:, -1], seqs) if tc.memory
                   else None)
     return out

@@ -1,6 +1,7 @@
 """docs/benchmarks.md and the bench-*.png plots from results.json."""
 import math
 import os
+import re
 import platform
 import subprocess
 import time
@@ -527,13 +528,14 @@ def write_report(results: dict, report_dir: str) -> str:
     os.makedirs(report_dir, exist_ok=True)
     path = os.path.join(report_dir, "benchmarks.md")
     text = "\n".join(L) + "\n"
-    if os.path.exists(path):   # keep benchmarks/regions.py's section
+    if os.path.exists(path):
+        # keep the sections other scripts write (benchmarks/regions.py,
+        # benchmarks/scale.py): <!-- name:start --> ... <!-- name:end -->
         with open(path, encoding="utf-8") as fh:
             old = fh.read()
-        start, end = "<!-- regions:start -->", "<!-- regions:end -->"
-        if start in old and end in old:
-            text += "\n" + old[old.index(start):old.index(end) + len(end)] \
-                + "\n"
+        for m in re.finditer(r"<!-- ([a-z_-]+):start -->.*?"
+                             r"<!-- \1:end -->", old, flags=re.S):
+            text += "\n" + m.group(0) + "\n"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return path

@@ -345,6 +345,7 @@ def _register_classify(plugin, citations) -> None:
             "read_orientation": Str % Choices(["auto", "same",
                                                "reverse-complement"]),
             "batch_size": Int % Range(1, None) | Str % Choices(["auto"]),
+            "precision": Str % Choices(["fp32", "bf16"]),
             **SHARED_PARAMETERS,
         },
         outputs=[("classification", FeatureData[Taxonomy])],
@@ -374,6 +375,12 @@ def _register_classify(plugin, citations) -> None:
                           "tokens (64 full-ITS or ~200 ITS2 reads; larger "
                           "batches are slower on a CPU), on a GPU "
                           f"{GPU_BATCH} reads: the fastest measured.",
+            "precision": "'fp32', or 'bf16' to run the network under "
+                         "bfloat16 autocast (meant for GPUs; the walk and "
+                         "the calibration stay in float32). bf16 changed 3 "
+                         "of 2,000 calls of UNITE ITS2 reads in our CPU "
+                         "measurement (docs/gpu.md); not yet measured on a "
+                         "GPU.",
             **SHARED_DESCRIPTIONS,
         },
         output_descriptions={"classification": "Taxonomy (Taxon, Confidence) "

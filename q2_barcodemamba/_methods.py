@@ -91,7 +91,8 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
 
 def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
              confidence: object = "auto", read_orientation: str = "auto",
-             batch_size: object = "auto", device: str = _T.device,
+             batch_size: object = "auto", precision: str = "fp32",
+             device: str = _T.device,
              n_threads: int = _T.n_threads) -> TSVTaxonomyFormat:
     threshold = (None if confidence == "disable" else confidence
                  if confidence == "auto" else float(confidence))
@@ -101,6 +102,6 @@ def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
         for rid, taxon, conf in classifier.predict(
                 read_fasta(str(reads)), confidence=threshold,
                 read_orientation=read_orientation, batch_size=batch_size,
-                device=device, n_threads=n_threads):
+                device=device, n_threads=n_threads, precision=precision):
             fh.write(f"{rid}\t{taxon}\t{conf:.6g}\n")
     return out

@@ -5,7 +5,7 @@ For a batch of queries:
 1. the lineage distribution is a mixture of the network's (temperature-
    scaled) lineage probabilities and the votes of the nearest reference
    reads, by k-mer similarity and by embedding (:class:`Mixture`);
-2. the top-down walk (:func:`.inference.hierarchical_walk`) picks one
+2. the top-down walk (:meth:`.walk.LeafTree.walk`) picks one
    taxon per rank, each a child of the one above, with its summed
    probability (``mass``);
 3. per rank, evidence for that taxon: its mass, the k-mer similarity of
@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from .calibrator import RankCalibrator, group_folds, out_of_fold
-from .inference import THRESHOLDS, hierarchical_walk, right_call_curve
+from .inference import THRESHOLDS, chunks_of, right_call_curve
 from .memory import Neighbours, ReferenceMemory
+from .walk import LeafTree
 
 FEATURES = ("mass", "kmer_top", "kmer_margin")
 ALL_FEATURES = FEATURES + ("net_mass", "emb_top", "emb_margin")
@@ -49,14 +50,15 @@ class Mixture:
 
     def probs(self, p_net: torch.Tensor, nb: Optional[Neighbours],
               memory: Optional[ReferenceMemory]) -> torch.Tensor:
-        p = p_net * self.net if self.net != 1.0 else p_net
-        n_leaves = p_net.shape[1]
+        if self.kmer <= 0 and self.emb <= 0:
+            return p_net * self.net if self.net != 1.0 else p_net
+        p = p_net * self.net                  # a new tensor: votes add in place
         if self.kmer > 0:
-            p = p + self.kmer * memory.votes(nb.kmer_idx, nb.kmer_sim,
-                                             self.k, self.tau, n_leaves)
+            memory.add_votes(p, nb.kmer_idx, nb.kmer_sim, self.k, self.tau,
+                             self.kmer)
         if self.emb > 0:
-            p = p + self.emb * memory.votes(nb.emb_idx, nb.emb_sim, self.k,
-                                            self.tau, n_leaves)
+            memory.add_votes(p, nb.emb_idx, nb.emb_sim, self.k, self.tau,
+                             self.emb)
         return p
 
     def to_dict(self) -> dict:
@@ -121,21 +123,10 @@ def _top_and_margin(sim: np.ndarray, cand_cls: np.ndarray,
     return top, margin
 
 
-def class_mass(p: torch.Tensor, leaf_to_class: torch.Tensor,
-               chosen: np.ndarray) -> np.ndarray:
-    """Summed probability (B, R) of the chosen class at every rank."""
-    ch = torch.as_tensor(chosen)
-    out = torch.zeros(ch.shape, dtype=p.dtype)
-    for r in range(ch.shape[1]):
-        member = leaf_to_class[r][None, :] == ch[:, r:r + 1]
-        out[:, r] = (p * (member & (ch[:, r:r + 1] >= 0))).sum(1)
-    return out.numpy()
-
-
 def rank_evidence(features: Sequence[str], chosen: np.ndarray,
                   mass: np.ndarray, nb: Optional[Neighbours],
                   ref_cls: Optional[np.ndarray], p_net: torch.Tensor,
-                  leaf_to_class: torch.Tensor) -> np.ndarray:
+                  tree: LeafTree) -> np.ndarray:
     """Evidence (B, R, F) for the walk's calls ``chosen`` (B, R)."""
     cols: Dict[str, np.ndarray] = {"mass": mass}
     for kind in ("kmer", "emb"):
@@ -145,17 +136,18 @@ def rank_evidence(features: Sequence[str], chosen: np.ndarray,
             cols[f"{kind}_top"], cols[f"{kind}_margin"] = _top_and_margin(
                 sim, ref_cls[:, idx], chosen)
     if "net_mass" in features:
-        cols["net_mass"] = class_mass(p_net, leaf_to_class, chosen)
+        cols["net_mass"] = tree.chosen_mass(p_net, chosen)
     return np.stack([cols[f] for f in features], axis=2)
 
 
-def walk(p: torch.Tensor, leaf_to_class: torch.Tensor,
-         n_classes: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    chosen, mass = hierarchical_walk(p, leaf_to_class, n_classes)
-    return chosen.numpy(), mass.numpy().astype(np.float64)
+def walk(p: torch.Tensor, tree: LeafTree) -> Tuple[np.ndarray, np.ndarray]:
+    """The top-down walk (:meth:`.walk.LeafTree.walk`): chosen class and
+    its summed probability (B, R), as numpy arrays."""
+    chosen, mass = tree.walk(p)
+    return chosen.numpy(), mass.numpy()
 
 
-def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
+def fit_abstention(p_net, nb: Optional[Neighbours],
                    memory: Optional[ReferenceMemory], labels,
                    y: np.ndarray, groups: Sequence[str],
                    grid: Sequence[Mixture],
@@ -164,35 +156,46 @@ def fit_abstention(p_net: torch.Tensor, nb: Optional[Neighbours],
                    progress: Optional[Callable[[str], None]] = None
                    ) -> dict:
     """Choose the mixture, fit the calibrator and pick the threshold on
-    validation reads: ``p_net`` (n, n_leaves) their calibrated network
-    probabilities, ``nb`` their neighbours in ``memory`` (training reads
-    only), ``y`` (n, R) their targets over the training classes (-1 where
-    the reference cannot know the rank), ``groups`` their species (reads
-    of one species share a fold). ``learned=False``: the confidence is the
-    summed probability (no calibrator). Returns the JSON-ready calibration
-    fields (``mixture``, ``calibrator``, ``features``, ``thresholds``,
-    ``right_call_rate``, ``best_confidence``) and ``score``, the best
-    right-call rate."""
-    l2c = torch.as_tensor(labels.leaf_to_class)
+    validation reads: ``p_net`` their calibrated network probabilities
+    ((n, n_leaves) tensor or a chunked :class:`.inference.LeafProbs`, so
+    that no (n, n_leaves) matrix is needed), ``nb`` their neighbours in
+    ``memory`` (training reads only), ``y`` (n, R) their targets over the
+    training classes (-1 where the reference cannot know the rank),
+    ``groups`` their species (reads of one species share a fold).
+    ``learned=False``: the confidence is the summed probability (no
+    calibrator). Returns the JSON-ready calibration fields (``mixture``,
+    ``calibrator``, ``features``, ``thresholds``, ``right_call_rate``,
+    ``best_confidence``) and ``score``, the best right-call rate."""
+    tree = LeafTree(labels.leaf_to_class, labels.n_classes)
     ref_cls = (reference_classes(labels.leaf_to_class, memory)
                if memory is not None else None)
     folds = group_folds(groups, n_folds, seed)
+    n, R = y.shape
+    chosen = np.full((len(grid), n, R), -1, dtype=np.int64)
+    mass = np.zeros((len(grid), n, R))
+    X = np.zeros((len(grid), n, R, len(features))) if learned else None
+    # chunks outside, mixtures inside: each chunk's probabilities once
+    for sl, p in chunks_of(p_net):
+        nb_s = nb.take(sl) if nb is not None else None
+        for m, mix in enumerate(grid):
+            c, ms = walk(mix.probs(p, nb_s, memory), tree)
+            chosen[m, sl], mass[m, sl] = c, ms
+            if learned:
+                X[m, sl] = rank_evidence(features, c, ms, nb_s, ref_cls, p,
+                                         tree)
     best = None
-    for mix in grid:
-        chosen, mass = walk(mix.probs(p_net, nb, memory), l2c,
-                            labels.n_classes)
-        right, valid = (chosen == y) & (y >= 0), chosen >= 0
-        X = conf = mass
-        if learned:
-            X = rank_evidence(features, chosen, mass, nb, ref_cls, p_net, l2c)
-            conf = out_of_fold(X, right, valid, features, folds)
-        curve = right_call_curve(chosen, conf, y, THRESHOLDS)
+    for m, mix in enumerate(grid):
+        right = (chosen[m] == y) & (y >= 0)
+        valid = chosen[m] >= 0
+        conf = (out_of_fold(X[m], right, valid, features, folds)
+                if learned else mass[m])
+        curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
         i = int(np.argmax(curve))
         if best is None or curve[i] > best["score"] + 1e-9:
             best = {"score": curve[i], "mixture": mix, "curve": curve,
-                    "threshold": THRESHOLDS[i], "X": X, "right": right,
+                    "threshold": THRESHOLDS[i], "m": m, "right": right,
                     "valid": valid}
-    calibrator = (RankCalibrator.fit(best["X"], best["right"], features,
+    calibrator = (RankCalibrator.fit(X[best["m"]], best["right"], features,
                                      best["valid"]).to_dict()
                   if learned else None)
     mix = best["mixture"]
@@ -241,7 +244,7 @@ class Caller:
         self.calibrator = RankCalibrator.from_dict(cal) if cal else None
         self.features = tuple(calibration.get("features", ("mass",)))
         self.labels, self.memory = labels, memory
-        self.l2c = torch.as_tensor(labels.leaf_to_class)
+        self.tree = LeafTree(labels.leaf_to_class, labels.n_classes)
         self.ref_cls = (reference_classes(labels.leaf_to_class, memory)
                         if memory is not None else None)
         m = self.mixture
@@ -251,23 +254,34 @@ class Caller:
         self.n_emb = 32 if memory is not None and (
             m.emb > 0 or need and "emb_top" in self.features) else 0
 
+    def kmer_neighbours(self, seqs: Sequence[str]):
+        """The k-mer half of the neighbour search (it needs no network
+        output, so ``predict`` runs it beside the network), or None."""
+        if not self.n_kmer:
+            return None
+        return self.memory.kmer_neighbours(seqs, self.n_kmer)
+
     def probs(self, seqs: Sequence[str], z: torch.Tensor,
-              logits: torch.Tensor):
+              logits: torch.Tensor, kmer=None):
         """(mixture leaf probabilities, network probabilities, neighbours)
-        of cleaned, oriented reads with embeddings ``z`` and leaf logits."""
+        of cleaned, oriented reads with embeddings ``z`` and leaf logits;
+        ``kmer``: :meth:`kmer_neighbours` of ``seqs`` when computed
+        already."""
         p_net = torch.softmax(logits.float() / self.temperature, dim=1)
         nb = None
         if self.n_kmer or self.n_emb:
-            nb = self.memory.neighbours(seqs, z, self.n_kmer, self.n_emb)
+            nb = self.memory.neighbours(seqs, z, self.n_kmer, self.n_emb,
+                                        kmer)
         return self.mixture.probs(p_net, nb, self.memory), p_net, nb
 
     def __call__(self, seqs: Sequence[str], z: torch.Tensor,
-                 logits: torch.Tensor) -> Tuple[np.ndarray, np.ndarray]:
+                 logits: torch.Tensor, kmer=None
+                 ) -> Tuple[np.ndarray, np.ndarray]:
         """Chosen class (B, R) and confidence (B, R) per rank."""
-        p, p_net, nb = self.probs(seqs, z, logits)
-        chosen, mass = walk(p, self.l2c, self.labels.n_classes)
+        p, p_net, nb = self.probs(seqs, z, logits, kmer)
+        chosen, mass = walk(p, self.tree)
         if self.calibrator is None:
             return chosen, mass
         X = rank_evidence(self.features, chosen, mass, nb, self.ref_cls,
-                          p_net, self.l2c)
+                          p_net, self.tree)
         return chosen, self.calibrator.confidence(X)

@@ -5,6 +5,7 @@ This ties together tokenizer, labels, network, orientation and calibration;
 saving and loading live in :mod:`.io`.
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from collections import Counter
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -20,11 +21,12 @@ from .abstention import (Caller, Mixture, default_grid, epoch_grid,
                          features_for, fit_abstention)
 from .augment import AugmentConfig, noisy_copies
 from .heads import targets
-from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, fit_temperature,
-                        truncate)
+from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, HeadLogits,
+                        LeafProbs, fit_temperature, truncate)
 from .memory import ReferenceMemory
 from .regions import DEFAULT_REGIONS, alternatives, cut_reference, cutouts
-from .runtime import configure, log, pad_batch, release_memory
+from .runtime import (autocast, configure, log, pad_batch, release_memory,
+                      resolve_precision)
 from .split import grouped_split, hold_out_genera
 from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
                        warn_conflicts)
@@ -103,6 +105,8 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
 # 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
 # 1024 reads per batch were fastest end to end (docs/gpu.md).
 CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
+# validation rows that score epochs and calibrate (_Validation)
+MAX_SCORED = 16384
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
@@ -164,12 +168,25 @@ class _Validation:
     abstention, a small grid of mixtures); ``calibrate`` fits what ships
     (temperature, mixture, calibrator, threshold) for the final network,
     with a memory of the training reads only, so no validation read finds
-    itself (cross-fitting)."""
+    itself (cross-fitting).
 
-    def __init__(self, clf, seqs, lineages, y, train_idx, val_idx):
+    Both score at most :data:`MAX_SCORED` validation rows (a seeded
+    sample): their cost grows with rows x lineages, which for a reference
+    10x UNITE's ITS2 set would make each epoch's score hours long. Every
+    validation row still counts in the validation loss."""
+
+    def __init__(self, clf, seqs, lineages, y, train_idx, val_idx,
+                 progress=log):
         tc, self.labels = clf.train_config, clf.labels
         R = len(self.labels.rank_names)
-        self.train_idx, self.val_idx = train_idx, val_idx
+        self.pick = np.arange(len(val_idx))
+        if len(val_idx) > MAX_SCORED:
+            self.pick = np.sort(np.random.default_rng(tc.random_seed).choice(
+                len(val_idx), MAX_SCORED, replace=False))
+            progress(f"validation: scoring and calibrating on {MAX_SCORED} "
+                     f"of the {len(val_idx)} validation rows (seeded sample)")
+        self.train_idx, self.val_idx = train_idx, val_idx[self.pick]
+        val_idx = self.val_idx
         self.y_val = known_in(y[val_idx, :R], y[train_idx, :R])
         self.groups = [";".join(lineages[i]) for i in val_idx]
         self.vseqs = [seqs[i] for i in val_idx]
@@ -184,28 +201,30 @@ class _Validation:
             if self.kmer:
                 self.nb = self.memory.neighbours(self.vseqs, None, 64, 0)
 
-    def _probs(self, logits: torch.Tensor) -> Tuple[float, torch.Tensor]:
-        l2c = torch.as_tensor(self.labels.leaf_to_class)
-        temp = fit_temperature(logits, self.y_val, l2c,
+    def _probs(self, logits: HeadLogits) -> Tuple[float, LeafProbs]:
+        temp = fit_temperature(logits, self.y_val, self.labels.leaf_to_class,
                                self.labels.n_classes)
-        return temp, torch.softmax(logits.float() / temp, dim=1)
+        return temp, LeafProbs(logits, temp)
 
-    def score(self, net, logits: torch.Tensor) -> dict:
-        temp, p = self._probs(logits)
+    def score(self, net, z: torch.Tensor) -> dict:
+        """Right calls of the classifier with ``net`` and the validation
+        reads' embeddings ``z`` (their leaf logits come chunk by chunk)."""
+        if len(self.pick) < len(z):
+            z = z[torch.as_tensor(self.pick)]
+        temp, p = self._probs(HeadLogits(z, net.heads[-1]))
         res = fit_abstention(
             p, self.nb, self.memory, self.labels, self.y_val, self.groups,
             epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
             self.learned)
         return {"right_call": res["score"], "temperature": temp}
 
-    def calibrate(self, z: torch.Tensor, logits: torch.Tensor,
-                  progress) -> dict:
-        """Calibration of the classifier from embeddings and leaf logits of
-        all reference reads (its final network)."""
+    def calibrate(self, net, z: torch.Tensor, progress) -> dict:
+        """Calibration of the classifier from the final network ``net`` and
+        the embeddings ``z`` of all reference rows."""
         if not len(self.val_idx):
             return {"temperature": 1.0, "mixture": Mixture().to_dict(),
                     "calibrator": None, "features": ["mass"]}
-        temp, p = self._probs(logits[self.val_idx])
+        temp, p = self._probs(HeadLogits(z[self.val_idx], net.heads[-1]))
         memory = nb = None
         if self.memory is not None:
             memory = self.memory.with_embeddings(z[self.train_idx])
@@ -288,22 +307,22 @@ class TaxonomicClassifier:
         y_rows, lin_rows = y[rows.parent], [lineages[i] for i in rows.parent]
         tr_rows, va_rows = rows.of(train_idx, memory=True), rows.of(val_idx)
         val = _Validation(self, rows.seqs, lin_rows, y_rows, tr_rows,
-                          va_rows)
-        net, history, _ = fit_network(
+                          va_rows, progress)
+        net, history = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
             y[train_idx], [tokens[i] for i in va_rows], y_rows[va_rows],
             progress, init_state=init_state,
             score=val.score if len(val_idx) else None,
             variants=self._variants(seqs, train_idx))
         self.net = net.cpu()
-        z, logits = self._embed_all(tokens)
-        self.calibration = val.calibrate(z, logits, progress)
+        z, _ = self._embed_all(tokens, logits=False)
+        self.calibration = val.calibrate(self.net, z, progress)
         best_epoch = refit_epochs(history)
         if len(val_idx) and tc.refit:
             history = history + self._refit(
                 cfg, tokens[:len(seqs)], y, best_epoch, init_state,
                 progress)
-            z, _ = self._embed_all(tokens)
+            z, _ = self._embed_all(tokens, logits=False)
         m = rows.n_memory
         self.memory = (ReferenceMemory.build(z[:m], y_rows[:m, -1],
                                              rows.seqs[:m])
@@ -372,18 +391,24 @@ class TaxonomicClassifier:
         return variant_tokens(train, self.tokenizer, tc.max_length, aug,
                               tc.random_seed, alts, region_p)
 
-    def _embed_all(self, tokens) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (n, D) and leaf logits (n, n_leaf) of token lists."""
+    def _embed_all(self, tokens, logits: bool = True
+                   ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Embeddings (n, D) and (with ``logits``) leaf logits
+        (n, n_leaf) of token lists. Fitting asks for the embeddings only:
+        n x n_leaf floats are 7 GiB for a UNITE ITS2 reference."""
         dev = configure(self.train_config.device, self.train_config.n_threads)
         self.net.to(dev).eval()
         n = len(tokens)
         z = torch.empty((n, self.net.cfg.d_model))
-        logits = torch.empty((n, self.net.n_classes[-1]))
+        out = torch.empty((n, self.net.n_classes[-1])) if logits else None
         for b, zb, lb in self._forward_batches(tokens, 0 if dev.type == "cpu"
-                                               else GPU_BATCH, dev):
-            z[b], logits[b] = zb, lb
+                                               else GPU_BATCH, dev,
+                                               logits=logits):
+            z[b] = zb.float().cpu()
+            if logits:
+                out[b] = lb
         self.net.cpu()
-        return z, logits
+        return z, out
 
     def _start(self, backbone, seqs: Sequence[str], progress
                ) -> Tuple[ModelConfig, Optional[dict]]:
@@ -419,7 +444,7 @@ class TaxonomicClassifier:
         validation); keeps it and returns its history."""
         progress(f"refitting on all {len(tokens)} reads for {epochs} "
                  "epochs (the best validation epoch)")
-        net, history, _ = fit_network(
+        net, history = fit_network(
             cfg, replace(self.train_config, epochs=epochs), self.labels,
             tokens, y, [], y[:0], progress, init_state=init_state)
         self.net = net.cpu()
@@ -432,9 +457,11 @@ class TaxonomicClassifier:
 
     @torch.no_grad()
     def _forward_batches(self, tokens: Sequence[Sequence[int]],
-                         batch_size: int, device, progress=log
+                         batch_size: int, device, progress=log,
+                         logits: bool = True, bf16: bool = False,
+                         on_batch=None
                          ) -> Iterator[Tuple[List[int], torch.Tensor,
-                                             torch.Tensor]]:
+                                             Optional[torch.Tensor]]]:
         """Yield (indices, embeddings (B, D) on ``device``, leaf logits
         (B, n_leaf) float32 on CPU) over length-sorted batches of the
         token lists; ``batch_size`` 0 caps batches by padded tokens
@@ -451,10 +478,15 @@ class TaxonomicClassifier:
             pending = length_batches(lengths, batch_size)
         while pending:
             b = pending.pop(0)
+            if on_batch is not None:     # e.g. start work that needs no net
+                on_batch(b)
             try:
                 tok, mask = pad_batch([tokens[i] for i in b], device)
-                z = self.net.embed(tok, mask)
-                logits = self.net.heads[-1](z).float().cpu()
+                with autocast(device, bf16):
+                    z = self.net.embed(tok, mask)
+                    lg = self.net.heads[-1](z) if logits else None
+                z = z.float()
+                lg = lg.float().cpu() if logits else None
             except torch.cuda.OutOfMemoryError:
                 if len(b) == 1:
                     raise
@@ -467,7 +499,7 @@ class TaxonomicClassifier:
                 pending = [rest[i:i + batch_size]
                            for i in range(0, len(rest), batch_size)]
                 continue
-            yield b, z, logits
+            yield b, z, lg
 
     def _caller(self) -> Caller:
         """Calls and confidences from network outputs: the learned
@@ -485,9 +517,36 @@ class TaxonomicClassifier:
         return seqs, ok, orient([seqs[i] for i in ok], read_orientation,
                                 self.orienter)
 
+    def _prepared(self, records, chunk_size: int, read_orientation: str,
+                  background: bool):
+        """(chunk, cleaned reads, kept indices, oriented reads, tokens) per
+        chunk of ``records``; with ``background`` the next chunk is
+        prepared in a worker thread while the caller handles this one.
+        Errors surface in chunk order either way."""
+        max_length = self.train_config.max_length
+
+        def prepare(chunk):
+            seqs, ok, good = self._prepare(chunk, read_orientation)
+            return chunk, seqs, ok, good, self.tokenizer.encode(good,
+                                                                max_length)
+        if not background:
+            for chunk in batched(records, chunk_size):
+                yield prepare(chunk)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            for chunk in batched(records, chunk_size):
+                job = pool.submit(prepare, chunk)
+                if pending is not None:
+                    yield pending.result()
+                pending = job
+            if pending is not None:
+                yield pending.result()
+
     def predict_proba(self, seqs: Sequence[str], batch_size="auto",
                       device: str = "auto",
-                      read_orientation: str = "auto") -> np.ndarray:
+                      read_orientation: str = "auto",
+                      precision: str = "fp32") -> np.ndarray:
         """Lineage probabilities (n, n_leaves) that ``predict`` walks:
         the network's (temperature-scaled) mixed with the votes of the
         nearest reference reads. Reads are cleaned and oriented as in
@@ -503,13 +562,16 @@ class TaxonomicClassifier:
                        dtype=np.float32)
         _, ok, good = self._prepare(records, read_orientation)
         tokens = self.tokenizer.encode(good, self.train_config.max_length)
-        for b, z, logits in self._forward_batches(tokens, batch_size, dev):
+        bf16 = resolve_precision(precision, dev)
+        for b, z, logits in self._forward_batches(tokens, batch_size, dev,
+                                                  bf16=bf16):
             p, _, _ = caller.probs([good[i] for i in b], z, logits)
             out[[ok[i] for i in b]] = p.numpy()
         return out
 
     def predict_ranks(self, seqs: Sequence[str], batch_size="auto",
-                      device: str = "auto", read_orientation: str = "auto"
+                      device: str = "auto", read_orientation: str = "auto",
+                      precision: str = "fp32"
                       ) -> Tuple[np.ndarray, np.ndarray]:
         """Per-rank calls before truncation: chosen class index (n, R)
         (-1 below the deepest rank reached, and for reads shorter than
@@ -527,7 +589,9 @@ class TaxonomicClassifier:
         _, ok, good = self._prepare([(str(i), s) for i, s in enumerate(seqs)],
                                     read_orientation)
         tokens = self.tokenizer.encode(good, self.train_config.max_length)
-        for b, z, logits in self._forward_batches(tokens, batch_size, dev):
+        bf16 = resolve_precision(precision, dev)
+        for b, z, logits in self._forward_batches(tokens, batch_size, dev,
+                                                  bf16=bf16):
             rows = [ok[i] for i in b]
             chosen[rows], conf[rows] = caller([good[i] for i in b], z, logits)
         return chosen, conf
@@ -536,7 +600,8 @@ class TaxonomicClassifier:
                 confidence="auto",
                 read_orientation: str = "auto", batch_size="auto",
                 device: str = "auto", n_threads: int = 0,
-                chunk_size: int = 8192, progress=log
+                chunk_size: int = 8192, progress=log,
+                prefetch: Optional[bool] = None, precision: str = "fp32"
                 ) -> Iterator[Tuple[str, str, float]]:
         """Stream ``(id, taxon, confidence)`` for ``(id, sequence)`` records.
 
@@ -548,6 +613,14 @@ class TaxonomicClassifier:
         validation).
         Empty reads and reads shorter than MIN_READ_LENGTH bp are
         ``Unassigned`` with confidence 0; invalid characters raise.
+        ``prefetch`` (None: on a GPU, off on a CPU, where the threads
+        compete with the network's for the cores and it measured 3-10 %
+        slower on 2 cores): clean, orient and tokenise the next chunk,
+        and run each batch's k-mer neighbour search (it needs no network
+        output), in background threads while the network runs (numpy and
+        the tokenizer release the GIL). Same calls either way.
+        ``precision``: ``fp32`` or ``bf16`` (the network under bfloat16
+        autocast; :func:`.runtime.resolve_precision`).
         """
         self._check_fitted()
         if confidence == "auto":
@@ -560,16 +633,41 @@ class TaxonomicClassifier:
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
         caller = self._caller()
+        if prefetch is None:
+            prefetch = dev.type == "cuda"
+        bf16 = resolve_precision(precision, dev)
+        pool = None
+        if prefetch and caller.n_kmer:
+            caller.memory.index, caller.memory.kmers  # built once, here
+            pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            yield from self._predict_chunks(
+                records, chunk_size, read_orientation, prefetch, caller,
+                batch_size, dev, bf16, confidence, pool, progress)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _predict_chunks(self, records, chunk_size, read_orientation,
+                        prefetch, caller, batch_size, dev, bf16,
+                        confidence, pool, progress):
         n_done, t0, seen_ids = 0, time.time(), SeenIds()
-        for chunk in batched(records, chunk_size):
+        for chunk, seqs, ok, good, tokens in self._prepared(
+                records, chunk_size, read_orientation, prefetch):
             ids = [rid for rid, _ in chunk]
             seen_ids.add(ids)
-            seqs, ok, good = self._prepare(chunk, read_orientation)
-            tokens = self.tokenizer.encode(good, self.train_config.max_length)
             results = [(UNASSIGNED, 0.0)] * len(seqs)
-            for b, z, logits in self._forward_batches(tokens, batch_size,
-                                                      dev, progress):
-                chosen, conf = caller([good[i] for i in b], z, logits)
+            jobs = {}
+
+            def start(b, good=good, jobs=jobs):
+                # the k-mer search of batch b beside its forward pass
+                jobs[b[0]] = pool.submit(caller.kmer_neighbours,
+                                         [good[i] for i in b])
+            for b, z, logits in self._forward_batches(
+                    tokens, batch_size, dev, progress, bf16=bf16,
+                    on_batch=start if pool is not None else None):
+                kmer = jobs.pop(b[0]).result() if pool is not None else None
+                chosen, conf = caller([good[i] for i in b], z, logits, kmer)
                 calls = truncate(chosen, conf, self.labels.classes,
                                  confidence)
                 for j, call in zip(b, calls):

@@ -54,6 +54,32 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> bool:
+    """Whether the network runs under bfloat16 autocast (``bf16``) or not
+    (``fp32``, the default: bf16 is opt-in until its calls are measured on
+    a GPU; docs/gpu.md). The SSD scan, the softmax and the walk stay in
+    float32 either way. On a CPU without AMX bf16 is slower than fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, "
+                         f"not {precision!r}.")
+    if precision == "bf16" and device.type == "cuda" \
+            and not torch.cuda.is_bf16_supported():
+        raise ValueError("precision='bf16' was requested but this GPU does "
+                         "not support bfloat16; use precision='fp32'.")
+    return precision == "bf16"
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bfloat16 autocast on ``device`` when ``bf16``, else a no-op."""
+    import contextlib
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def set_threads(n_threads: int) -> None:
     """Torch CPU threads; 0 (or less) keeps torch's default."""
     if n_threads and n_threads > 0:

@@ -35,17 +35,19 @@ RIGHT_CALL_TOLERANCE = 0.01
 def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
              targets: np.ndarray, batch_size: int, device,
              loss_fn: MultiTaskLoss) -> Tuple[float, np.ndarray, torch.Tensor]:
-    """Validation loss, per-head accuracy (argmax) and leaf logits (n, n_leaf)."""
+    """Validation loss, per-head accuracy (argmax) and pooled embeddings
+    (n, D) on the CPU (leaf logits follow from them by the leaf head,
+    :class:`.inference.HeadLogits`, without an (n, n_leaf) matrix)."""
     net.eval()
     total, n, correct, seen = 0.0, 0, None, None
-    leaf_logits = []
+    embeddings = []
     order = length_batches([len(t) for t in tokens], batch_size)
     inverse = np.empty(len(tokens), dtype=np.int64)
     pos = 0
     for b in order:
         tok, mask = pad_batch([tokens[i] for i in b], device)
         y = torch.as_tensor(targets[b], device=device)
-        logits = net(tok, mask)
+        logits, z = net(tok, mask, with_embedding=True)
         total += loss_fn(logits, y).item() * len(b)
         n += len(b)
         pred = torch.stack([lg.argmax(-1) for lg in logits], 1)
@@ -53,11 +55,11 @@ def evaluate(net: BarcodeMambaNet, tokens: Sequence[Sequence[int]],
         cnt = (y >= 0).sum(0).cpu().numpy()
         correct = ok if correct is None else correct + ok
         seen = cnt if seen is None else seen + cnt
-        leaf_logits.append(logits[-1].float().cpu())
+        embeddings.append(z.float().cpu())
         inverse[b] = np.arange(pos, pos + len(b))
         pos += len(b)
     acc = correct / np.maximum(seen, 1)
-    return total / max(n, 1), acc, torch.cat(leaf_logits)[inverse]
+    return total / max(n, 1), acc, torch.cat(embeddings)[inverse]
 
 
 def load_start(net: BarcodeMambaNet, init_state: dict) -> None:
@@ -144,15 +146,14 @@ def variant_tokens(seqs: Sequence[str], tokenizer, max_length: int,
 def validation(net, tokens, y, batch_size: int, device, loss_fn,
                names: Sequence[str], score=None):
     """The loop's per-epoch evaluation (val_loss, val_accuracy per head,
-    and the fields of ``score(net, val_leaf_logits)`` when given) and the
+    and the fields of ``score(net, val_embeddings)`` when given) and the
     matching progress text."""
     def run(epoch: int) -> dict:
-        vl, acc, logits = evaluate(net, tokens, y, batch_size, device,
-                                   loss_fn)
+        vl, acc, z = evaluate(net, tokens, y, batch_size, device, loss_fn)
         rec = {"val_loss": vl,
                "val_accuracy": {r: float(a) for r, a in zip(names, acc)}}
         if score is not None:
-            rec.update(score(net, logits))
+            rec.update(score(net, z))
         return rec
 
     def text(rec: dict) -> str:
@@ -170,7 +171,7 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 init_state: Optional[dict] = None,
                 score: Optional[Callable[..., dict]] = None,
                 variants: Optional[Callable[[list], list]] = None):
-    """Train ``BarcodeMambaNet`` and return (net, history, val_leaf_logits).
+    """Train ``BarcodeMambaNet`` and return (net, history).
 
     ``labels``: the LabelEncoder (heads = its ranks + the leaf head, or the
     leaf head only when ``tcfg.heads == 'single'``).
@@ -178,7 +179,7 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
     ``tcfg.contrastive_weight > 0`` a supervised contrastive term on the
     pooled embedding joins the loss (:class:`Contrast`).
     The returned net holds the weights of the best validation epoch: the
-    highest ``score(net, val_leaf_logits)["right_call"]`` when ``score``
+    highest ``score(net, val_embeddings)["right_call"]`` when ``score``
     is given and ``tcfg.select == 'right_call'``, else the lowest
     validation loss (the last epoch without validation data).
     ``init_state``: starting weights (e.g. a pretrained backbone's), loaded
@@ -236,9 +237,5 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
         maximize=select == "right_call", patience=tcfg.patience,
         tolerance=RIGHT_CALL_TOLERANCE if select == "right_call" else 0.0,
         report=report, progress=progress)
-    val_logits = None
-    if has_val:
-        _, _, val_logits = evaluate(net, val_tokens, val_y,
-                                    tcfg.batch_size * 2, device, loss_fn)
     net.eval()
-    return net, history, val_logits
+    return net, history

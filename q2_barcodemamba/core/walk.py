@@ -1,0 +1,211 @@
+"""The top-down lineage walk at a cost that does not grow with the number
+of reference lineages.
+
+A UNITE reference has tens of thousands of leaf lineages (distinct
+reference lineages), most with one read. Summing every leaf's probability
+into its taxon at every rank, for every read, made the walk the most
+expensive step of ``classify`` (~120 reads/s with 41,700 leaves).
+
+:class:`LeafTree` orders the leaves so that the leaves below any taxon
+are one contiguous run (a lexicographic sort of their class indices per
+rank), so the summed probability of a taxon is the difference of two
+entries of the row's cumulative sum. :meth:`LeafTree.walk` then works on
+the ``k`` most probable leaves of each read only:
+
+1. at each rank, the candidate taxa are those of the top-``k`` leaves
+   below the taxon chosen at the rank above; each candidate's summed
+   probability is exact (from the cumulative sum, not from the top-``k``
+   leaves alone);
+2. whatever is not a candidate shares at most the parent's mass minus the
+   candidates' masses minus the mass of leaves that end at the parent (an
+   exact bound). When the best candidate is heavier than that bound, no
+   other taxon can beat it and the choice is the one the full walk makes;
+3. reads where the bound does not settle a rank (a flat distribution)
+   fall back to the full walk over every taxon (:meth:`LeafTree.walk_full`).
+
+Calls and confidences are therefore those of the full walk (same
+numbers); the top-``k`` shortcut only decides how much work proves them.
+The cost per read is one pass over the leaves (the softmax, ``topk`` and
+the cumulative sum, vectorised) plus O(k x ranks), instead of a summation
+over every leaf at every rank. This is the pruning that beam search uses
+for hierarchical softmaxes (Morin & Bengio 2005), made exact by the bound.
+"""
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+
+TOP_K = 64     # leaves per read that nominate the candidate taxa
+_TOL = 1e-9    # float64 rounding allowance of the bound
+
+
+class LeafTree:
+    """Leaf order and taxon ranges of a label encoder's ``leaf_to_class``
+    (R, n_leaf), -1 where a leaf has no label at that rank.
+
+    ``order``: leaf indices in tree order; for rank r and class c,
+    ``start[r][c]:end[r][c]`` are the positions (in that order) of the
+    leaves below c, of which the first ``n_end[r][c]`` end at c (no label
+    at rank r + 1); ``parent[r][c]`` is c's class at rank r - 1.
+    """
+
+    def __init__(self, leaf_to_class: np.ndarray,
+                 n_classes: Sequence[int]):
+        l2c = np.asarray(leaf_to_class, dtype=np.int64)
+        R, n = l2c.shape
+        self.n_leaves, self.n_ranks = n, R
+        self.n_classes = [int(c) for c in n_classes]
+        # -1 (no label) sorts first, so leaves ending at a taxon lead its run
+        order = np.lexsort(l2c[::-1]) if n else np.zeros(0, np.int64)
+        srt = l2c[:, order]
+        pos = np.arange(n)
+        start, end, n_end, parent = [], [], [], []
+        for r in range(R):
+            c, ok = srt[r], srt[r] >= 0
+            cnt = np.bincount(c[ok], minlength=self.n_classes[r])
+            s = np.full(self.n_classes[r], n, dtype=np.int64)
+            np.minimum.at(s, c[ok], pos[ok])
+            s[cnt == 0] = 0
+            e = s + cnt
+            if (np.bincount(c[ok], weights=pos[ok],
+                            minlength=self.n_classes[r])
+                    != cnt * (s + e - 1) / 2).any():
+                raise ValueError("leaf_to_class is not a tree: the leaves of "
+                                 f"a rank-{r} class are not one run.")
+            start.append(s)
+            end.append(e)
+            if r + 1 < R:
+                ends_here = ok & (srt[r + 1] < 0)
+                n_end.append(np.bincount(c[ends_here],
+                                         minlength=self.n_classes[r]))
+            else:
+                n_end.append(cnt)
+            par = np.full(self.n_classes[r], -1, dtype=np.int64)
+            if r > 0:
+                has = cnt > 0
+                par[has] = srt[r - 1][s[has]]
+            parent.append(par)
+        t = torch.as_tensor
+        self.order = t(order)
+        self.leaf_to_class = t(l2c)
+        self.start = [t(s) for s in start]
+        self.end = [t(e) for e in end]
+        # first position of a class's children (after the leaves ending there)
+        self.child_start = [t(s + ne) for s, ne in zip(start, n_end)]
+        self.parent = [t(p) for p in parent]
+        self.n_full = 0     # reads the last walk() settled by the full walk
+
+    def cumulative(self, p: torch.Tensor) -> torch.Tensor:
+        """(B, n_leaf) float64 cumulative sums of ``p`` in tree order."""
+        # index_select, then the conversion, then cumsum: 3x faster than
+        # fancy indexing and a cumsum that converts on the fly
+        return torch.cumsum(torch.index_select(p, 1, self.order).double(), 1)
+
+    @staticmethod
+    def _range(cs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+               ) -> torch.Tensor:
+        """Sum of positions ``lo:hi`` (index tensors shaped like the
+        result, (B, M) or (M,) broadcast over the rows) from the
+        cumulative sums ``cs``; 0 for an empty range."""
+        if lo.dim() == 1:
+            upper = torch.index_select(cs, 1, (hi - 1).clamp(min=0))
+            lower = torch.index_select(cs, 1, (lo - 1).clamp(min=0))
+        else:
+            upper = cs.gather(1, (hi - 1).clamp(min=0))
+            lower = cs.gather(1, (lo - 1).clamp(min=0))
+        lower = lower.masked_fill(lo <= 0, 0.0)
+        return (upper - lower).masked_fill(hi <= lo, 0.0)
+
+    def mass(self, cs: torch.Tensor, r: int, cls: torch.Tensor
+             ) -> torch.Tensor:
+        """Summed probability of rank-``r`` classes ``cls`` (B, M) from the
+        cumulative sums ``cs``; 0 where ``cls`` < 0."""
+        c = cls.clamp(min=0)
+        m = self._range(cs, self.start[r][c], self.end[r][c])
+        return torch.where(cls >= 0, m, torch.zeros_like(m))
+
+    def chosen_mass(self, p: torch.Tensor, chosen: np.ndarray) -> np.ndarray:
+        """Summed probability (B, R) of the classes ``chosen`` (B, R)."""
+        cs = self.cumulative(p)
+        ch = torch.as_tensor(chosen)
+        return torch.stack([self.mass(cs, r, ch[:, r:r + 1])[:, 0]
+                            for r in range(self.n_ranks)], 1).numpy() \
+            if self.n_ranks else np.zeros((len(chosen), 0))
+
+    def walk_full(self, p: torch.Tensor, cs: torch.Tensor = None
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Greedy top-down walk over every taxon: at each rank the child of
+        the taxon chosen above with the largest summed probability (the
+        lowest class index on a tie). Returns chosen class (B, R), -1 once
+        no reference lineage goes deeper, and its summed probability
+        (B, R) float64 (0 there)."""
+        if cs is None:
+            cs = self.cumulative(p)
+        B, R = p.shape[0], self.n_ranks
+        chosen = torch.full((B, R), -1, dtype=torch.long)
+        conf = torch.zeros((B, R), dtype=torch.float64)
+        for r in range(R):
+            m = self._range(cs, self.start[r], self.end[r])      # (B, C_r)
+            if r > 0:
+                m = m.masked_fill(self.parent[r][None, :]
+                                  != chosen[:, r - 1:r], -1.0)
+            best_p, best_c = m.max(dim=1)
+            alive = best_p > 0
+            chosen[:, r] = torch.where(alive, best_c,
+                                       torch.full_like(best_c, -1))
+            conf[:, r] = torch.where(alive, best_p,
+                                     torch.zeros_like(best_p))
+        return chosen, conf
+
+    def walk(self, p: torch.Tensor, k: int = TOP_K
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The result of :meth:`walk_full`, proven on the top-``k`` leaves
+        of each read (see the module text); reads the bound does not settle
+        go through :meth:`walk_full`. ``n_full`` counts them."""
+        B, R = p.shape[0], self.n_ranks
+        self.n_full = 0
+        if B == 0 or self.n_leaves <= 2 * k:
+            self.n_full = B
+            return self.walk_full(p)
+        cs = self.cumulative(p)
+        top = p.topk(k, dim=1).indices                           # (B, k)
+        chosen = torch.full((B, R), -1, dtype=torch.long)
+        conf = torch.zeros((B, R), dtype=torch.float64)
+        sure = torch.ones(B, dtype=torch.bool)
+        alive = torch.ones((B, k), dtype=torch.bool)
+        earlier = torch.ones((k, k), dtype=torch.bool).tril(-1)  # j' < j
+        big = torch.iinfo(torch.long).max
+        # the children of the root: every leaf with a rank-0 label
+        lo = torch.zeros(B, dtype=torch.long)
+        hi = torch.full((B,), self.n_leaves, dtype=torch.long)
+        for r in range(R):
+            c = self.leaf_to_class[r][top]                       # (B, k)
+            ok = alive & (c >= 0)
+            m = torch.where(ok, self.mass(cs, r, c),
+                            torch.full(c.shape, -1.0, dtype=torch.float64))
+            best_p = m.max(dim=1).values
+            has = ok.any(1)
+            # the lowest class index among the heaviest (walk_full's rule)
+            best_c = torch.where(ok & (m == best_p[:, None]), c,
+                                 torch.full_like(c, big)).min(1).values
+            # each candidate class counted once
+            dup = ((c[:, :, None] == c[:, None, :]) & ok[:, None, :]
+                   & earlier[None]).any(2)
+            listed = torch.where(ok & ~dup, m, torch.zeros_like(m)).sum(1)
+            children = self._range(cs, lo[:, None], hi[:, None])[:, 0]
+            unlisted = children - listed     # bound on any other child
+            sure &= torch.where(has, best_p > unlisted + _TOL,
+                                unlisted <= 0)
+            best_c = torch.where(has, best_c, torch.full_like(best_c, -1))
+            chosen[:, r] = best_c
+            conf[:, r] = torch.where(has, best_p, torch.zeros_like(best_p))
+            alive = ok & (c == best_c[:, None])
+            bc = best_c.clamp(min=0)
+            lo = torch.where(has, self.child_start[r][bc], hi)
+            hi = torch.where(has, self.end[r][bc], hi)
+        unsure = torch.nonzero(~sure).flatten()
+        if len(unsure):
+            ch, cf = self.walk_full(p[unsure], cs[unsure])
+            chosen[unsure], conf[unsure] = ch, cf
+        self.n_full = int(len(unsure))
+        return chosen, conf

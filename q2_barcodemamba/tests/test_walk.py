@@ -1,0 +1,179 @@
+"""The top-k lineage walk (core/walk.py) gives the full walk's calls and
+confidences, and the chunked validation the unchunked one's."""
+import numpy as np
+import pytest
+import torch
+
+from q2_barcodemamba.core.abstention import (Mixture, default_grid,
+                                             fit_abstention)
+from q2_barcodemamba.core.inference import (HeadLogits, LeafProbs,
+                                            fit_temperature)
+from q2_barcodemamba.core.memory import Neighbours, ReferenceMemory
+from q2_barcodemamba.core.taxonomy import LabelEncoder
+from q2_barcodemamba.core.walk import LeafTree
+
+
+def summed_walk(p: torch.Tensor, l2c: torch.Tensor, n_classes):
+    """The walk by definition: at every rank sum every leaf below the
+    chosen taxon into its child (O(n_leaf) per rank; the 0.3.0 code)."""
+    B, R = p.shape[0], l2c.shape[0]
+    p = p.double()
+    mask = torch.ones_like(p, dtype=torch.bool)
+    chosen = torch.full((B, R), -1, dtype=torch.long)
+    conf = torch.zeros((B, R), dtype=torch.float64)
+    for r in range(R):
+        valid = l2c[r] >= 0
+        mass = torch.zeros((B, n_classes[r]), dtype=torch.float64)
+        mass.index_add_(1, l2c[r][valid], (p * mask)[:, valid])
+        best_p, best_c = mass.max(1)
+        alive = best_p > 0
+        chosen[:, r] = torch.where(alive, best_c, torch.full_like(best_c, -1))
+        conf[:, r] = torch.where(alive, best_p, torch.zeros_like(best_p))
+        mask &= l2c[r][None, :] == chosen[:, r:r + 1]
+    return chosen, conf
+
+
+def random_encoder(n: int, seed: int = 0) -> LabelEncoder:
+    """A random 6-rank taxonomy of about ``n`` lineages, a fifth of them
+    ending above species (genus-level records)."""
+    rng = np.random.default_rng(seed)
+    lins = set()
+    for _ in range(n):
+        lin = [f"k__{rng.integers(2)}"]
+        for r, b in zip(range(1, 6), (4, 4, 4, 4, 30)):
+            lin.append(f"{lin[-1]}_{rng.integers(b)}")
+        depth = int(rng.integers(3, 6)) if rng.random() < 0.2 else 6
+        lins.add(tuple(lin[:depth]))
+    return LabelEncoder.fit(sorted(lins), 6)
+
+
+def negligible(chosen, conf):
+    """Masses below float64 resolution of a row's total count as none."""
+    chosen, conf = chosen.clone(), conf.clone()
+    tiny = conf <= 1e-12
+    chosen[tiny], conf[tiny] = -1, 0.0
+    return chosen, conf
+
+
+@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0, 10.0, 30.0])
+def test_topk_walk_is_the_summed_walk(scale):
+    enc = random_encoder(3000)
+    tree = LeafTree(enc.leaf_to_class, enc.n_classes)
+    assert len(enc.leaves) > 2 * 64          # the top-k path is taken
+    torch.manual_seed(int(scale * 10))
+    p = torch.softmax(torch.randn(400, len(enc.leaves)) * scale, 1)
+    want = negligible(*summed_walk(p, torch.as_tensor(enc.leaf_to_class),
+                                   enc.n_classes))
+    got = negligible(*tree.walk(p))
+    assert torch.equal(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1], atol=1e-9, rtol=0)
+    full = negligible(*tree.walk_full(p))
+    assert torch.equal(full[0], want[0])
+    if scale >= 3:      # peaked rows are proven on their top leaves
+        assert tree.n_full < 0.15 * len(p)
+    if scale <= 0.3:    # flat rows need the full walk, and get it
+        assert tree.n_full > 0.5 * len(p)
+
+
+def test_topk_walk_on_sparse_rows_and_genus_leaves():
+    enc = random_encoder(3000, seed=1)
+    tree = LeafTree(enc.leaf_to_class, enc.n_classes)
+    torch.manual_seed(0)
+    p = torch.zeros(60, len(enc.leaves))
+    p.scatter_(1, torch.randint(0, len(enc.leaves), (60, 3)),
+               torch.rand(60, 3))
+    genus_leaves = np.flatnonzero(enc.leaf_to_class[-1] < 0)
+    p[:20] = 0
+    p[torch.arange(20), torch.as_tensor(genus_leaves[:20])] = 1.0
+    want = summed_walk(p, torch.as_tensor(enc.leaf_to_class), enc.n_classes)
+    got = tree.walk(p)
+    assert torch.equal(got[0], want[0])
+    assert (got[0][:20, -1] == -1).all()      # nothing deeper than a genus
+    torch.testing.assert_close(got[1], want[1], atol=1e-9, rtol=0)
+
+
+def test_leaf_tree_ranges_and_chosen_mass():
+    enc = random_encoder(500)
+    tree = LeafTree(enc.leaf_to_class, enc.n_classes)
+    pos = torch.empty(len(enc.leaves), dtype=torch.long)
+    pos[tree.order] = torch.arange(len(enc.leaves))
+    for r in range(len(enc.n_classes)):
+        for c in range(enc.n_classes[r]):
+            leaves = np.flatnonzero(enc.leaf_to_class[r] == c)
+            got = sorted(pos[leaves].tolist())
+            assert got == list(range(int(tree.start[r][c]),
+                                     int(tree.end[r][c])))
+    p = torch.softmax(torch.randn(5, len(enc.leaves)), 1)
+    chosen, conf = tree.walk_full(p)
+    np.testing.assert_allclose(tree.chosen_mass(p, chosen.numpy()),
+                               conf.numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="not a tree"):
+        bad = enc.leaf_to_class.copy()
+        bad[1, :] = np.arange(bad.shape[1]) % 2   # rank-1 classes interleave
+        LeafTree(bad, [enc.n_classes[0], 2] + enc.n_classes[2:])
+
+
+def test_chunked_validation_equals_whole_matrices():
+    """fit_temperature and fit_abstention from a chunked HeadLogits (what
+    fitting uses, no (n, n_leaf) matrix) equal the results from whole
+    tensors."""
+    enc = random_encoder(1500, seed=2)
+    n_leaf, n, D = len(enc.leaves), 1300, 16
+    torch.manual_seed(0)
+    head = torch.nn.Linear(D, n_leaf)
+    z = torch.randn(n, D) * 3
+    with torch.no_grad():
+        logits = head(z)
+    rng = np.random.default_rng(0)
+    leaf = rng.integers(0, n_leaf, n)
+    y = enc.leaf_to_class.T[leaf].copy()
+    y[rng.random(n) < 0.3, -1] = -1             # unseen species
+    l2c = torch.as_tensor(enc.leaf_to_class)
+    t_whole = fit_temperature(logits, y, l2c, enc.n_classes)
+    t_chunk = fit_temperature(HeadLogits(z, head), y, enc.leaf_to_class,
+                              enc.n_classes)
+    assert t_whole == t_chunk
+    seqs = ["".join(rng.choice(list("ACGT"), 80)) for _ in range(300)]
+    memory = ReferenceMemory.build(torch.randn(300, D),
+                                   rng.integers(0, n_leaf, 300), seqs)
+    nb = Neighbours(rng.integers(0, 300, (n, 20)),
+                    np.sort(rng.random((n, 20)))[:, ::-1].copy(),
+                    rng.integers(0, 300, (n, 8)),
+                    np.sort(rng.random((n, 8)))[:, ::-1].copy())
+    groups = [str(g) for g in leaf]
+    grid = default_grid(True, True)[:6] + [Mixture()]
+    whole = fit_abstention(torch.softmax(logits / t_whole, 1), nb, memory,
+                           enc, y, groups, grid)
+    chunk = fit_abstention(LeafProbs(HeadLogits(z, head), t_chunk), nb,
+                           memory, enc, y, groups, grid)
+    assert whole["mixture"] == chunk["mixture"]
+    np.testing.assert_allclose(whole["right_call_rate"],
+                               chunk["right_call_rate"], atol=1e-12)
+    assert whole["calibrator"] == pytest.approx(chunk["calibrator"])
+
+
+def test_prefetch_and_bf16_paths_on_cpu():
+    """The GPU path's two switches, run on a CPU: preparing the next chunk
+    in a background thread changes nothing (same calls, same order, same
+    errors), and bfloat16 autocast of the network keeps nearly all calls."""
+    from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
+    clf = tiny_classifier()
+    ids, seqs, _ = small_reference()
+    recs = list(zip(ids, seqs))
+
+    def run(**kw):
+        return list(clf.predict(recs, chunk_size=37, progress=lambda m: None,
+                                **kw))
+    plain = run(prefetch=False)
+    assert run(prefetch=True) == plain
+    bad = recs[:50] + [("bad-read", "ACGTXXACGT" * 10)] + recs[50:]
+    for prefetch in (False, True):
+        with pytest.raises(ValueError, match="bad-read"):
+            list(clf.predict(bad, chunk_size=37, prefetch=prefetch,
+                             progress=lambda m: None))
+    bf16 = run(precision="bf16")
+    same = np.mean([a[1] == b[1] for a, b in zip(plain, bf16)])
+    assert [a[0] for a in bf16] == [a[0] for a in plain]
+    assert same >= 0.95, same
+    with pytest.raises(ValueError, match="precision"):
+        run(precision="fp16")
