@@ -345,17 +345,67 @@ def parse_region(spec: str) -> PrimerPair:
                       require_reverse=rev in _INNER)
 
 
-def _first(mask: np.ndarray, primers: Tuple[str, ...], mm: int,
-           strand: str) -> Optional[Site]:
-    for p in primers:
-        site = _find(mask, p, mm, strand)
-        if site is not None:
-            return site
-    return None
+class _Sites:
+    """Primer mismatch counts over one read (one orientation), computed
+    once per primer and strand and shared by every pair and every search
+    window start: cutting a read with every pair of the common regions
+    (:func:`.regions.alternatives`) asks the same primer ~4 times."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+        self._mism = {}
+        self._flipped = None
+
+    def flipped(self) -> "_Sites":
+        """The same for the reverse complement of the read."""
+        if self._flipped is None:
+            self._flipped = _Sites(_COMPLEMENT_LUT[self.mask[::-1]])
+            self._flipped._flipped = self
+        return self._flipped
+
+    def _counts(self, primer: str, strand: str) -> Optional[np.ndarray]:
+        key = (primer, strand)
+        if key not in self._mism:
+            fwd, rc = _primer_masks(primer)
+            pm = fwd if strand == "+" else rc
+            n, k = self.mask.size, pm.size
+            self._mism[key] = None if n < k else k - np.count_nonzero(
+                sliding_window_view(self.mask, k) & pm, axis=1)
+        return self._mism[key]
+
+    def find(self, primer: str, mm: int, strand: str, offset: int = 0
+             ) -> Optional[Site]:
+        """:func:`_find` on ``mask[offset:]`` (positions relative to
+        ``offset``), from the cached counts."""
+        hits = []
+        for st, tie in (("+", 0), ("-", 1)):
+            if strand not in (st, "both"):
+                continue
+            m = self._counts(primer, st)
+            if m is None or m.size <= offset:
+                continue
+            m = m[offset:]
+            start = int(np.argmin(m))                      # first minimum
+            if m[start] <= mm:
+                hits.append((int(m[start]), start, tie, st))
+        if not hits:
+            return None
+        mism, start, _, st = min(hits)
+        return Site(start=start, end=start + len(primer), mismatches=mism,
+                    strand=st)
+
+    def first(self, primers: Tuple[str, ...], mm: int, strand: str,
+              offset: int = 0) -> Optional[Site]:
+        for p in primers:
+            site = self.find(p, mm, strand, offset)
+            if site is not None:
+                return site
+        return None
 
 
 def amplicon(read: str, pair: PrimerPair, max_mismatches: int = 2,
-             min_length: int = 50) -> Optional[str]:
+             min_length: int = 50, sites: Optional[_Sites] = None
+             ) -> Optional[str]:
     """The stretch of ``read`` between the pair's primer sites, primers
     excluded (as ``extract-reads`` / cutadapt return it), 5'->3' in the
     forward primer's direction.
@@ -367,33 +417,41 @@ def amplicon(read: str, pair: PrimerPair, max_mismatches: int = 2,
     reverse primer's reverse complement, searched only downstream of the
     forward site. A missing primer gives None when required, else the
     amplicon starts at the read start / ends at the read end. None also when
-    the amplicon is shorter than ``min_length``.
+    the amplicon is shorter than ``min_length``. ``sites``: the read's
+    :class:`_Sites`, to share primer searches between pairs.
     """
     mm = _check_mismatches(max_mismatches)
     if min_length < 0:
         raise ValueError(f"min_length must be >= 0, got {min_length!r}.")
-    mask = _read_mask(read)
-    fwd = _first(mask, pair.forward, mm, "+")
+    if sites is None:
+        sites = _Sites(_read_mask(read))
+    fwd = sites.first(pair.forward, mm, "+")
     flip = False
-    if fwd is None and _first(mask, pair.forward, mm, "-") is not None:
+    if fwd is None and sites.first(pair.forward, mm, "-") is not None:
         flip = True
     elif fwd is None:
-        if (_first(mask, pair.reverse, mm, "-") is None
-                and _first(mask, pair.reverse, mm, "+") is not None):
+        if (sites.first(pair.reverse, mm, "-") is None
+                and sites.first(pair.reverse, mm, "+") is not None):
             flip = True
     if flip:
         read = reverse_complement(read)
-        mask = _COMPLEMENT_LUT[mask[::-1]]
-        fwd = _first(mask, pair.forward, mm, "+")
+        sites = sites.flipped()
+        fwd = sites.first(pair.forward, mm, "+")
     if fwd is None and pair.require_forward:
         return None
     start = fwd.end if fwd is not None else 0
-    rev = _first(mask[start:], pair.reverse, mm, "-")
+    rev = sites.first(pair.reverse, mm, "-", offset=start)
     if rev is None and pair.require_reverse:
         return None
     end = start + rev.start if rev is not None else len(read)
     amp = read[start:end]
     return amp if len(amp) >= min_length else None
+
+
+def read_sites(read: str) -> _Sites:
+    """A :class:`_Sites` for ``read`` to pass to several :func:`amplicon`
+    calls."""
+    return _Sites(_read_mask(read))
 
 
 def cut_reads(reads: Iterable[Tuple[str, str]], pair: PrimerPair,

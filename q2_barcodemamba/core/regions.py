@@ -33,7 +33,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from .primers import PRIMERS, REGIONS, PrimerPair, amplicon, parse_region
+from .primers import (PRIMERS, REGIONS, PrimerPair, amplicon, parse_region,
+                      read_sites)
 
 # a cut-out must be clearly shorter than its read to be worth a memory
 # entry (a read that is already ITS2 would otherwise add itself again)
@@ -72,8 +73,9 @@ def cutouts(seqs: Sequence[str], min_length: int,
     pairs = [(r, parse_region(r)) for r in regions]
     parent, cut, region = [], [], []
     for i, s in enumerate(seqs):
+        sites = read_sites(s)
         for name, pair in pairs:
-            a = amplicon(s, pair, min_length=min_length)
+            a = amplicon(s, pair, min_length=min_length, sites=sites)
             if _keep(a, s, min_length):
                 parent.append(i)
                 cut.append(a)
@@ -89,9 +91,9 @@ def alternatives(seqs: Sequence[str], min_length: int,
     pairs = [p for r in regions for p in _single_pairs(r)]
     out = []
     for s in seqs:
-        seen = []
+        seen, sites = [], read_sites(s)
         for pair in pairs:
-            a = amplicon(s, pair, min_length=min_length)
+            a = amplicon(s, pair, min_length=min_length, sites=sites)
             if _keep(a, s, min_length) and a not in seen:
                 seen.append(a)
         out.append(seen)

@@ -177,3 +177,34 @@ def test_prefetch_and_bf16_paths_on_cpu():
     assert same >= 0.95, same
     with pytest.raises(ValueError, match="precision"):
         run(precision="fp16")
+
+
+def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
+        monkeypatch):
+    """Fitting asks for embeddings only (never an (n, n_leaf) logit
+    matrix: 7 GiB for UNITE's ITS2 set, 700 GiB at 10x) and scores epochs
+    and calibrates on at most MAX_SCORED validation rows."""
+    from q2_barcodemamba.core import classifier as C
+    from q2_barcodemamba.core.config import TrainConfig
+    from q2_barcodemamba.tests.helpers import small_reference
+    asked = []
+    embed = C.TaxonomicClassifier._embed_all
+
+    def spy(self, tokens, logits=True):
+        asked.append(logits)
+        return embed(self, tokens, logits)
+    monkeypatch.setattr(C.TaxonomicClassifier, "_embed_all", spy)
+    monkeypatch.setattr(C, "MAX_SCORED", 40)
+    ids, seqs, tax = small_reference()
+    msgs = []
+    clf = C.TaxonomicClassifier("tiny", train_config=TrainConfig(
+        epochs=1, vocab_size=256, random_seed=0, n_threads=2)).fit(
+        ids, seqs, tax, progress=msgs.append)
+    assert asked and not any(asked)
+    capped = [m for m in msgs if m.startswith("validation: scoring")]
+    assert capped and "on 40 of the" in capped[0]
+    assert clf.summary["n_validation"] > 40
+    assert 0 < clf.calibration["score"] <= 1
+    calls = list(clf.predict(zip(ids[:30], seqs[:30]),
+                             progress=lambda m: None))
+    assert sum(c[1] != "Unassigned" for c in calls) >= 20
