@@ -37,7 +37,7 @@ START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 RESULTS = os.path.join(REPO, "docs", "results")
 
 CLASSIFY = r"""
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 from q2_barcodemamba.core.io import load_classifier
 from q2_barcodemamba.core.data import read_fasta
@@ -49,9 +49,11 @@ n = sum(1 for _ in clf.predict((("q%d" % j, recs[i][1]) for j, i in
                                 enumerate(pick)), n_threads=2,
                                progress=lambda m: None))
 dt = time.time() - t
+# VmHWM, not ru_maxrss: a child started by fork + exec reports its parent's
+# ru_maxrss when that was larger
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
 print(json.dumps({"reads": n, "seconds": dt, "reads_per_s": n / dt,
-                  "peak_rss_mib": resource.getrusage(
-                      resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": int(hwm[0].split()[1]) / 1024}))
 """
 
 
@@ -97,12 +99,13 @@ def section(results: dict) -> str:
               f"{r['classify']['peak_rss_mib'] / 1024:.2f} GiB | "
               f"{r['classifier_mib']:.0f} MiB |", "",
               f"Test queries ({r['n_queries']}): right call "
-              f"{100 * s['right_call']:.1f} %, unseen species: genus "
-              f"{100 * s['unseen_species_genus_accuracy']:.1f} % (species "
-              f"over-call {100 * s['unseen_species_overcall']:.1f} %), "
+              f"{s['right_call']:.1f} %, unseen species: genus "
+              f"{s['unseen_species_genus_accuracy']:.1f} % (species "
+              f"over-call {s['unseen_species_overcall']:.1f} %), "
               f"unseen genera: family "
-              f"{100 * s['unseen_genus_family_accuracy']:.1f} %, seen "
-              f"species {100 * s['seen_species_accuracy']:.1f} %.", ""]
+              f"{s['unseen_genus_family_accuracy']:.1f} %.", ""]
+        if r.get("notes"):
+            L += [r["notes"], ""]
     m = results.get("scale_memory")
     if m:
         L += [f"### Synthetic {m['factor']}x reference: memory", "",
