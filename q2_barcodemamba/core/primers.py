@@ -152,23 +152,6 @@ def _read_mask(read: str) -> np.ndarray:
                                    dtype=np.uint8)]
 
 
-def _best(mask: np.ndarray, pmask: np.ndarray,
-          max_mismatches: int) -> Optional[Tuple[int, int]]:
-    """(mismatches, start) of the leftmost window with the fewest
-    mismatches of ``pmask`` over ``mask``, or None when the primer is longer
-    than the read or no window has at most ``max_mismatches``."""
-    n, k = mask.size, pmask.size
-    if k == 0 or n < k:
-        return None
-    windows = sliding_window_view(mask, k)                 # (n - k + 1, k)
-    mism = k - np.count_nonzero(windows & pmask, axis=1)
-    start = int(np.argmin(mism))                           # first minimum
-    best = int(mism[start])
-    if best > max_mismatches:
-        return None
-    return best, start
-
-
 def _check_mismatches(max_mismatches) -> int:
     if (isinstance(max_mismatches, bool)
             or not isinstance(max_mismatches, (int, np.integer))
@@ -176,25 +159,6 @@ def _check_mismatches(max_mismatches) -> int:
         raise ValueError(f"max_mismatches must be an integer >= 0, got "
                          f"{max_mismatches!r}.")
     return int(max_mismatches)
-
-
-def _find(mask: np.ndarray, primer: str, max_mismatches: int,
-          strand: str) -> Optional[Site]:
-    fwd, rc = _primer_masks(primer)
-    hits = []
-    if strand in ("+", "both"):
-        hit = _best(mask, fwd, max_mismatches)
-        if hit is not None:
-            hits.append((hit[0], hit[1], 0, "+"))
-    if strand in ("-", "both"):
-        hit = _best(mask, rc, max_mismatches)
-        if hit is not None:
-            hits.append((hit[0], hit[1], 1, "-"))
-    if not hits:
-        return None
-    mism, start, _, s = min(hits)
-    return Site(start=start, end=start + len(primer), mismatches=mism,
-                strand=s)
 
 
 def find_site(read: str, primer: str, max_mismatches: int = 2,
@@ -213,7 +177,7 @@ def find_site(read: str, primer: str, max_mismatches: int = 2,
         raise ValueError(f"strand must be '+', '-' or 'both', got "
                          f"{strand!r}.")
     mm = _check_mismatches(max_mismatches)
-    return _find(_read_mask(read), primer, mm, strand)
+    return _Sites(_read_mask(read)).find(primer, mm, strand)
 
 
 def _check_primers(seqs) -> Tuple[str, ...]:
@@ -375,8 +339,9 @@ class _Sites:
 
     def find(self, primer: str, mm: int, strand: str, offset: int = 0
              ) -> Optional[Site]:
-        """:func:`_find` on ``mask[offset:]`` (positions relative to
-        ``offset``), from the cached counts."""
+        """Best site (fewest mismatches, then leftmost, then ``"+"``) on
+        ``mask[offset:]`` (positions relative to ``offset``), from the
+        cached counts; see :func:`find_site`."""
         hits = []
         for st, tie in (("+", 0), ("-", 1)):
             if strand not in (st, "both"):
