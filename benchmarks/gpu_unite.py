@@ -42,6 +42,10 @@ def main(argv=None):
     ap.add_argument("--n-reads", type=int, default=100000)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default="gpu_unite.json")
+    ap.add_argument("--train-precision", default="fp32",
+                    choices=("fp32", "bf16"),
+                    help="fit under bfloat16 autocast (fit-classifier's "
+                         "--p-precision)")
     a = ap.parse_args(argv)
     recs = list(read_fasta(os.path.join(a.data, f"{a.set}.fasta.gz")))
     tax = read_taxonomy(os.path.join(a.data, f"{a.set}.taxonomy.tsv.gz"))
@@ -53,8 +57,10 @@ def main(argv=None):
         torch.cuda.reset_peak_memory_stats()
     t = time.time()
     clf = TaxonomicClassifier(a.preset, train_config=TrainConfig(
-        epochs=a.epochs, device=a.device)).fit(ids, seqs, tax)
+        epochs=a.epochs, device=a.device,
+        precision=a.train_precision)).fit(ids, seqs, tax)
     out["fit"] = {"seconds": time.time() - t,
+                  "precision": a.train_precision,
                   "epochs_run": len(clf.summary["history"]),
                   "best_epoch": clf.summary["best_epoch"],
                   "n_parameters": clf.net.num_parameters(),

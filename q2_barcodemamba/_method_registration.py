@@ -175,6 +175,7 @@ def _register_fit_classifier(plugin, citations) -> None:
             "unseen_genus_fraction": Float % Range(0, 0.2,
                                                    inclusive_end=True),
             "random_seed": Int % Range(0, None),
+            "precision": Str % Choices(["fp32", "bf16"]),
             **SHARED_PARAMETERS,
         },
         outputs=[("classifier", BarcodeMambaClassifier)],
@@ -213,6 +214,12 @@ def _register_fit_classifier(plugin, citations) -> None:
                       "'select_epoch_by') has not improved for "
                       f"{TrainConfig.patience} epochs.",
             "batch_size": "Reference reads per optimisation step.",
+            "precision": "'fp32', or 'bf16' to run training's forward "
+                         "passes and losses under bfloat16 autocast "
+                         "(weights, gradients and optimiser state stay "
+                         "float32; meant for GPUs: on a CPU without AMX "
+                         "bf16 is slower). Validation, calibration and the "
+                         "saved classifier are float32 either way.",
             "learning_rate": "Peak AdamW learning rate (after a linear "
                              "warm-up, then cosine decay). 'auto': "
                              f"{_sci(SCRATCH_LR)} from "

@@ -57,6 +57,7 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
                    select_epoch_by: str = _T.select,
                    unseen_genus_fraction: float = _T.unseen_genus_fraction,
                    random_seed: int = _T.random_seed,
+                   precision: str = _T.precision,
                    device: str = _T.device,
                    n_threads: int = _T.n_threads) -> TaxonomicClassifier:
     ids, seqs = read_reads(str(reference_reads))
@@ -83,7 +84,7 @@ def fit_classifier(reference_reads: DNAFASTAFormat,
                        validation_errors=validation_errors,
                        unseen_genus_fraction=unseen_genus_fraction,
                        random_seed=random_seed, device=device,
-                       n_threads=n_threads)
+                       n_threads=n_threads, precision=precision)
     clf = TaxonomicClassifier(preset, train_config=tcfg)
     return clf.fit(ids, seqs, taxonomy.to_dict(),
                    backbone=choose_backbone(backbone, preset, pretrained))

@@ -72,7 +72,8 @@ def cmd_fit(a) -> int:
                      region_augment=a.region_augment,
                      query_region=a.query_region,
                      validation_errors=a.validation_errors,
-                     unseen_genus_fraction=a.unseen_genus_fraction)
+                     unseen_genus_fraction=a.unseen_genus_fraction,
+                     precision=a.precision)
     bb = choose_backbone(load_backbone(a.backbone) if a.backbone else None,
                          a.preset, not a.no_pretrained)
     mc = None if a.dropout is None else preset(a.preset, dropout=a.dropout)
@@ -162,6 +163,10 @@ def parser() -> argparse.ArgumentParser:
                    choices=("right_call", "val_loss"))
     f.add_argument("--unseen-genus-fraction", type=float,
                    default=_T.unseen_genus_fraction)
+    f.add_argument("--precision", default=_T.precision,
+                   choices=("fp32", "bf16"),
+                   help="bf16: training's forward passes under bfloat16 "
+                        "autocast (GPUs)")
     f.add_argument("--heads", default=_T.heads, choices=HEADS)
     f.add_argument("--hls-epsilon", type=float, default=_T.hls_epsilon)
     f.add_argument("--class-weight-power", type=float,

@@ -147,6 +147,10 @@ class TrainConfig:
     random_seed: int = 0
     device: str = "auto"         # auto | cpu | cuda
     n_threads: int = 0           # torch CPU threads; 0 = torch default
+    precision: str = "fp32"      # fp32 | bf16: forward passes and losses
+                                 # of training under bfloat16 autocast
+                                 # (for GPUs; weights and optimiser stay
+                                 # float32)
     min_length: int = MIN_READ_LENGTH  # shortest reference read (bp) accepted
     vocab_size: int = VOCAB_SIZE  # BPE vocabulary size to train
     extra: dict = field(default_factory=dict)
@@ -158,6 +162,9 @@ class TrainConfig:
         if self.select not in ("right_call", "val_loss"):
             raise ValueError(f"select must be 'right_call' or 'val_loss', "
                              f"not {self.select!r}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not "
+                             f"{self.precision!r}.")
         if self.abstention not in ("learned", "summed"):
             raise ValueError(f"abstention must be 'learned' or 'summed', "
                              f"not {self.abstention!r}.")

@@ -38,6 +38,21 @@ def pack_sequences(seqs: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
     return data.copy(), offsets
 
 
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(starts[i], starts[i] + lens[i])`` over i:
+    ones with the jump between ranges written at each range's first
+    position, summed (a scatter and a cumulative sum, 1.3x ``repeat``)."""
+    nz = lens > 0
+    s, n = starts[nz].astype(np.int64), lens[nz].astype(np.int64)
+    if not len(n):
+        return np.zeros(0, dtype=np.int64)
+    d = np.ones(int(n.sum()), dtype=np.int64)
+    first = np.cumsum(n) - n
+    d[0] = s[0]
+    d[first[1:]] = s[1:] - (s[:-1] + n[:-1] - 1)
+    return np.cumsum(d, out=d)
+
+
 def unpack_sequences(data: np.ndarray, offsets: np.ndarray) -> list:
     raw = data.tobytes().decode("ascii")
     return [raw[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
@@ -59,8 +74,10 @@ class KmerSets:
             codes, valid, starts = _batch_kmer_codes(part, k)
             owner = np.repeat(np.arange(len(part), dtype=np.int64),
                               np.diff(starts))[:len(codes)]
-            key = np.unique(owner[valid] << (2 * k)
-                            | codes[valid].astype(np.int64))
+            # torch's sort: ~1.5x numpy's unique here
+            key = torch.unique(torch.from_numpy(
+                owner[valid] << (2 * k) | codes[valid].astype(np.int64))
+            ).numpy()
             counts = np.bincount(key >> (2 * k), minlength=len(part))
             codes_all.append((key & mask).astype(np.int32))
             ptr.append(done + np.cumsum(counts))
@@ -78,21 +95,26 @@ class KmerSets:
         (this object holds the references)."""
         B, M = cand.shape
         out = np.zeros((B, M), dtype=np.float32)
-        table = np.zeros((_TABLE_ROWS, 4 ** self.k), dtype=bool)
+        width = 4 ** self.k
+        table = np.zeros(_TABLE_ROWS * width, dtype=bool)
         for s in range(0, B, _TABLE_ROWS):
             rows = range(s, min(B, s + _TABLE_ROWS))
             table[:] = False
             for j, i in enumerate(rows):
-                table[j, queries.codes[queries.indptr[i]:
-                                       queries.indptr[i + 1]]] = True
+                table[j * width + queries.codes[queries.indptr[i]:
+                                                queries.indptr[i + 1]]] = True
             c = cand[s:s + len(rows)].ravel()
             lens = self.sizes[c]
-            ends = np.cumsum(lens)
-            pos = np.arange(int(ends[-1]) if len(ends) else 0) \
-                + np.repeat(self.indptr[c] - (ends - lens), lens)
-            pair = np.repeat(np.arange(len(c)), lens)
-            hit = table[pair // M, self.codes[pos]]
-            shared = np.bincount(pair, weights=hit, minlength=len(c))
+            # each candidate's k-mers looked up in its query's table row
+            at = self.codes[_ranges(self.indptr[c], lens)].astype(np.int64)
+            at += np.repeat(np.arange(len(rows), dtype=np.int64) * width,
+                            lens.reshape(len(rows), M).sum(1))
+            shared = np.zeros(len(c), dtype=np.int64)
+            nz = lens > 0
+            if nz.any():
+                first = (np.cumsum(lens) - lens)[nz]
+                shared[nz] = np.add.reduceat(table[at], first,
+                                             dtype=np.int64)
             q = queries.sizes[s:s + len(rows)].repeat(M)
             union = np.maximum(q + lens - shared, 1)
             out[s:s + len(rows)] = (shared / union).reshape(len(rows), M)
@@ -120,8 +142,9 @@ class KmerIndex:
         n = len(ref)
         self.n = n
         rows = np.repeat(np.arange(n, dtype=np.int32), ref.sizes)
-        order = np.argsort(ref.codes, kind="stable")
-        self.postings = rows[order]
+        # torch's stable argsort: 3x numpy's on 7.6 M codes (UNITE ITS2)
+        order = torch.argsort(torch.from_numpy(ref.codes), stable=True)
+        self.postings = rows[order.numpy()]
         counts = np.bincount(ref.codes, minlength=4 ** ref.k)
         self.ptr = np.zeros(4 ** ref.k + 1, dtype=np.int64)
         np.cumsum(counts, out=self.ptr[1:])
@@ -141,10 +164,11 @@ class KmerIndex:
             keep = self.searched[codes]
             codes, owner = codes[keep], owner[keep]
             starts, lens = self.ptr[codes], self.ptr[codes + 1] - self.ptr[codes]
-            ends = np.cumsum(lens)
-            pos = np.arange(int(ends[-1]) if len(ends) else 0) \
-                + np.repeat(starts - (ends - lens), lens)
-            key = self.postings[pos] + np.repeat(owner, lens) * self.n
+            key = self.postings[_ranges(starts, lens)].astype(np.int64)
+            # the owner changes only between queries: a repeat of e - s runs
+            per_query = np.bincount(owner, weights=lens, minlength=e - s)
+            key += np.repeat(np.arange(e - s, dtype=np.int64) * self.n,
+                             per_query.astype(np.int64))
             shared = np.bincount(key, minlength=(e - s) * self.n).reshape(
                 e - s, self.n)
             if m < self.n:      # torch's topk: ~10x numpy's argpartition

@@ -23,7 +23,8 @@ from .augment import AugmentConfig, augment_batch
 from .regions import pick_alternatives
 from .losses import MultiTaskLoss, supervised_contrastive
 from .model import BarcodeMambaNet
-from .runtime import configure, log, main_only, pad_batch, seed_everything
+from .runtime import (autocast, configure, log, main_only, pad_batch,
+                      resolve_precision, seed_everything)
 
 # A later epoch whose validation right-call rate is within this of the best
 # is kept instead (one point: below the noise of a few hundred reads, and
@@ -164,6 +165,17 @@ def validation(net, tokens, y, batch_size: int, device, loss_fn,
     return run, text
 
 
+def bf16_step(batch_loss, device: torch.device):
+    """``batch_loss`` with its forward pass and loss under bfloat16
+    autocast; the backward pass (in :func:`.loop.train_epoch`) runs outside
+    it, as autocast asks. bfloat16 keeps float32's range, so no loss
+    scaling is needed (Micikevicius et al. 2018 need it for float16)."""
+    def step(rows, dummy: bool):
+        with autocast(device, True):
+            return batch_loss(rows, dummy)
+    return step
+
+
 def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
                 train_tokens: Sequence[Sequence[int]], train_y: np.ndarray,
                 val_tokens: Sequence[Sequence[int]], val_y: np.ndarray,
@@ -225,9 +237,14 @@ def fit_network(cfg: ModelConfig, tcfg: TrainConfig, labels,
     progress(f"training {net.num_parameters():,} parameters on "
              f"{len(train_tokens)} reads ({len(val_tokens)} for validation), "
              f"device {device}, {torch.get_num_threads()} threads")
+    step = classification_step(dnet, loss_fn, train_tokens, train_y,
+                               device, contrast, variants)
+    if resolve_precision(tcfg.precision, device):
+        step = bf16_step(step, device)
+        progress("training under bfloat16 autocast (weights, gradients "
+                 "and optimiser state float32)")
     history = run_epochs(
-        net, opt, classification_step(dnet, loss_fn, train_tokens, train_y,
-                                      device, contrast, variants),
+        net, opt, step,
         epoch_batches([len(t) for t in train_tokens], tcfg.batch_size,
                       tcfg.random_seed),
         Schedule.for_run(len(train_tokens), tcfg.batch_size, tcfg.epochs,

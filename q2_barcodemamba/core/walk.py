@@ -30,6 +30,7 @@ the cumulative sum, vectorised) plus O(k x ranks), instead of a summation
 over every leaf at every rank. This is the pruning that beam search uses
 for hierarchical softmaxes (Morin & Bengio 2005), made exact by the bound.
 """
+import threading
 from typing import Sequence, Tuple
 
 import numpy as np
@@ -94,12 +95,30 @@ class LeafTree:
         self.child_start = [t(s + ne) for s, ne in zip(start, n_end)]
         self.parent = [t(p) for p in parent]
         self.n_full = 0     # reads the last walk() settled by the full walk
+        self._ws = threading.local()    # cumulative()'s buffers, per thread
 
     def cumulative(self, p: torch.Tensor) -> torch.Tensor:
-        """(B, n_leaf) float64 cumulative sums of ``p`` in tree order."""
+        """(B, n_leaf) float64 cumulative sums of ``p`` in tree order.
+
+        For a float32 ``p`` on the CPU the result lives in buffers that the
+        next call in the same thread overwrites (copy it to keep it): at
+        UNITE size a batch's float64 sums exceed the allocator's mmap
+        threshold, and a fresh allocation per batch, page faults included,
+        cost 4x the sums themselves."""
+        if p.dtype != torch.float32 or p.device.type != "cpu":
+            return torch.cumsum(torch.index_select(p, 1, self.order)
+                                .double(), 1)
+        B, n = p.shape
+        bufs = getattr(self._ws, "bufs", None)
+        if bufs is None or bufs[0].shape[0] < B or bufs[0].shape[1] != n:
+            bufs = self._ws.bufs = (torch.empty((B, n)),
+                                    torch.empty((B, n), dtype=torch.float64))
+        f32, f64 = bufs[0][:B], bufs[1][:B]
         # index_select, then the conversion, then cumsum: 3x faster than
         # fancy indexing and a cumsum that converts on the fly
-        return torch.cumsum(torch.index_select(p, 1, self.order).double(), 1)
+        torch.index_select(p, 1, self.order, out=f32)
+        f64.copy_(f32)
+        return f64.cumsum_(1)
 
     @staticmethod
     def _range(cs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
@@ -173,30 +192,32 @@ class LeafTree:
         conf = torch.zeros((B, R), dtype=torch.float64)
         sure = torch.ones(B, dtype=torch.bool)
         alive = torch.ones((B, k), dtype=torch.bool)
-        earlier = torch.ones((k, k), dtype=torch.bool).tril(-1)  # j' < j
-        big = torch.iinfo(torch.long).max
+        first = torch.ones((B, 1), dtype=torch.bool)
         # the children of the root: every leaf with a rank-0 label
         lo = torch.zeros(B, dtype=torch.long)
         hi = torch.full((B,), self.n_leaves, dtype=torch.long)
         for r in range(R):
             c = self.leaf_to_class[r][top]                       # (B, k)
             ok = alive & (c >= 0)
-            m = torch.where(ok, self.mass(cs, r, c),
+            # the candidate classes in ascending order, -1 (none) first:
+            # each class counted once, and on a tie of masses the first
+            # heaviest is the lowest class index (walk_full's rule)
+            cand = torch.where(ok, c, torch.full_like(c, -1)).sort(
+                dim=1).values
+            valid = cand >= 0
+            distinct = valid & torch.cat([first, cand[:, 1:]
+                                          != cand[:, :-1]], 1)
+            m = torch.where(valid, self.mass(cs, r, cand),
                             torch.full(c.shape, -1.0, dtype=torch.float64))
-            best_p = m.max(dim=1).values
-            has = ok.any(1)
-            # the lowest class index among the heaviest (walk_full's rule)
-            best_c = torch.where(ok & (m == best_p[:, None]), c,
-                                 torch.full_like(c, big)).min(1).values
-            # each candidate class counted once
-            dup = ((c[:, :, None] == c[:, None, :]) & ok[:, None, :]
-                   & earlier[None]).any(2)
-            listed = torch.where(ok & ~dup, m, torch.zeros_like(m)).sum(1)
+            best_p, at = m.max(dim=1)
+            has = valid[:, -1]
+            best_c = torch.where(has, cand.gather(1, at[:, None])[:, 0],
+                                 torch.full_like(at, -1))
+            listed = torch.where(distinct, m, torch.zeros_like(m)).sum(1)
             children = self._range(cs, lo[:, None], hi[:, None])[:, 0]
             unlisted = children - listed     # bound on any other child
             sure &= torch.where(has, best_p > unlisted + _TOL,
                                 unlisted <= 0)
-            best_c = torch.where(has, best_c, torch.full_like(best_c, -1))
             chosen[:, r] = best_c
             conf[:, r] = torch.where(has, best_p, torch.zeros_like(best_p))
             alive = ok & (c == best_c[:, None])

@@ -208,3 +208,38 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
     calls = list(clf.predict(zip(ids[:30], seqs[:30]),
                              progress=lambda m: None))
     assert sum(c[1] != "Unassigned" for c in calls) >= 20
+
+
+def test_bf16_training_on_cpu():
+    """fit with precision='bf16' (the GPU setting, run on a CPU): the
+    forward passes run under bfloat16 autocast, the classifier it saves is
+    float32, it learns (loss falls, genus calls right on its reference)
+    and it calls nearly as the float32 fit does."""
+    from q2_barcodemamba.core.classifier import TaxonomicClassifier
+    from q2_barcodemamba.core.config import TrainConfig
+    from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
+    ids, seqs, tax = small_reference()
+    msgs = []
+    bf = TaxonomicClassifier("tiny", train_config=TrainConfig(
+        epochs=2, batch_size=32, vocab_size=256, random_seed=1, n_threads=2,
+        precision="bf16")).fit(ids, seqs, tax, progress=msgs.append)
+    assert any("bfloat16 autocast" in m for m in msgs)
+    assert {p.dtype for p in bf.net.parameters()} == {torch.float32}
+    h = bf.summary["history"]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    fp = tiny_classifier()
+    recs = list(zip(ids, seqs))
+
+    def genus(clf):
+        return [t.split(";")[5] if t.count(";") >= 5 else None
+                for _, t, _ in clf.predict(recs, confidence=None,
+                                           progress=lambda m: None)]
+    g_bf, g_fp = genus(bf), genus(fp)
+    truth = [tax[i].split(";")[5] for i in ids]
+    right_bf = np.mean([a == b for a, b in zip(g_bf, truth)])
+    right_fp = np.mean([a == b for a, b in zip(g_fp, truth)])
+    assert right_bf >= 0.6 and right_bf >= right_fp - 0.1, (right_bf,
+                                                             right_fp)
+    assert np.mean([a == b for a, b in zip(g_bf, g_fp)]) >= 0.8
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16").validate()
