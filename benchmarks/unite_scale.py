@@ -117,7 +117,18 @@ def section(results: dict) -> str:
         if r.get("notes"):
             L += [r["notes"], ""]
     m = results.get("scale_memory")
-    if m:
+    if m and m.get("partial"):
+        # a run stopped before the end: what it measured, and why it stopped
+        L += [f"### Synthetic {m['factor']}x reference: memory (partial run)",
+              "", f"{m['reads']:,} reads, {m['lineages']:,} lineages "
+              f"({m['n_parameters']:,} parameters). Peak RSS "
+              f"{m['peak_rss_mib'] / 1024:.1f} GiB up to the stage where the "
+              f"run was stopped.", "", m["notes"], "",
+              "| stage | RSS at its start MiB | starts at s |", "|---|---|---|"]
+        L += [f"| {k} | {v['rss_mib']:,} | {v['t_start_s']:,} |"
+              for k, v in m["stages"].items()]
+        L.append("")
+    elif m:
         L += [f"### Synthetic {m['factor']}x reference: memory", "",
               f"{m['reads']:,} reads, {m['lineages']:,} lineages "
               f"({m['n_parameters']:,} parameters), epoch cut to "

@@ -95,6 +95,15 @@ def right_call_curve(chosen: np.ndarray, conf: np.ndarray, y: np.ndarray,
 
 
 CHUNK = 512   # reads per chunk of leaf logits (chunk x n_leaf floats)
+CHUNK_ELEMENTS = 1 << 24   # rows x lineages per chunk: 64 MiB of float32
+
+
+def chunk_rows(n_leaf: int, size: int = CHUNK) -> int:
+    """Rows per chunk over ``n_leaf`` lineages: ``size``, fewer when rows x
+    lineages would pass :data:`CHUNK_ELEMENTS` (512 rows up to 32,768
+    lineages; 40 at 417,000, where 512 rows' float64 sums were 1.7 GiB
+    each and a 10x UNITE fit peaked at 20 GiB)."""
+    return max(1, min(size, CHUNK_ELEMENTS // max(1, n_leaf)))
 
 
 class HeadLogits:
@@ -109,6 +118,10 @@ class HeadLogits:
 
     def __len__(self) -> int:
         return len(self.z)
+
+    @property
+    def width(self) -> int:
+        return self.head.out_features
 
     @torch.no_grad()
     def chunks(self, size: int = CHUNK):
@@ -128,14 +141,26 @@ class LeafProbs:
     def __len__(self) -> int:
         return len(self.logits)
 
+    @property
+    def width(self) -> int:
+        return width(self.logits)
+
     def chunks(self, size: int = CHUNK):
         for sl, lg in chunks_of(self.logits, size):
             yield sl, torch.softmax(lg.float() / self.temperature, dim=1)
 
 
+def width(values) -> int:
+    """n_leaf of an (n, n_leaf) tensor or a chunked source."""
+    return values.shape[1] if isinstance(values, torch.Tensor) \
+        else values.width
+
+
 def chunks_of(values, size: int = CHUNK):
     """(slice, rows) over an (n, n_leaf) tensor or a chunked source
-    (:class:`HeadLogits`, :class:`LeafProbs`)."""
+    (:class:`HeadLogits`, :class:`LeafProbs`), at most ``size`` rows and
+    :data:`CHUNK_ELEMENTS` values per chunk (:func:`chunk_rows`)."""
+    size = chunk_rows(width(values), size)
     if isinstance(values, torch.Tensor):
         for s in range(0, len(values), size):
             yield slice(s, s + size), values[s:s + size]

@@ -243,3 +243,23 @@ def test_bf16_training_on_cpu():
     assert np.mean([a == b for a, b in zip(g_bf, g_fp)]) >= 0.8
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp16").validate()
+
+
+def test_chunks_are_sized_by_rows_times_lineages(monkeypatch):
+    """Score chunks hold at most CHUNK_ELEMENTS values, whatever the
+    number of lineages (512 rows x 417,120 lineages of float64 sums was
+    1.7 GiB a copy, 20 GiB in all, on a synthetic 10x UNITE fit)."""
+    from q2_barcodemamba.core import inference as I
+    assert I.chunk_rows(6893) == I.CHUNK
+    assert I.chunk_rows(417120) * 417120 <= I.CHUNK_ELEMENTS
+    assert I.chunk_rows(10 ** 9) == 1
+    monkeypatch.setattr(I, "CHUNK_ELEMENTS", 1000)
+    head = torch.nn.Linear(4, 100)
+    z = torch.randn(37, 4)
+    for source in (I.HeadLogits(z, head), head(z).detach(),
+                   I.LeafProbs(I.HeadLogits(z, head))):
+        sl = [s for s, rows in I.chunks_of(source)]
+        assert [s.stop - s.start for s in sl[:-1]] == [10] * 3
+        assert sl[-1] == slice(30, 40)
+        whole = torch.cat([rows for _, rows in I.chunks_of(source)])
+        assert whole.shape == (37, 100)
