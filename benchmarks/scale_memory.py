@@ -19,6 +19,11 @@ stage is whole). A thread samples the process's RSS every 20 ms; the peak
 of each stage is attributed by the progress messages. Then 5,000 reads
 are classified with the saved classifier. Writes
 ``docs/results/scale_memory.json`` (``--out``).
+
+Cost on 2 cores (2026-12-02, factor 10, 100 steps): the split and amplicon
+cut-outs take ~8 min, the validation rows' neighbours ~11 min, and the
+first epoch's validation score (16,384 rows x 417,120 lineages, 22
+temperatures and the mixture grid) over 40 min; plan for 2 h or more.
 """
 import argparse
 import json
