@@ -16,7 +16,7 @@ from ._examples import (_backbone_factory, _classifier_factory,
 from ._methods import classify, fit_classifier, pretrain
 from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
 from .core.classifier import CPU_BATCH_TOKENS, GPU_BATCH
-from .core.config import PRESETS, SCRATCH_LR, TrainConfig
+from .core.config import PRECISIONS, PRESETS, SCRATCH_LR, TrainConfig
 from .core.inference import DEFAULT_CONFIDENCE
 
 
@@ -175,7 +175,7 @@ def _register_fit_classifier(plugin, citations) -> None:
             "unseen_genus_fraction": Float % Range(0, 0.2,
                                                    inclusive_end=True),
             "random_seed": Int % Range(0, None),
-            "precision": Str % Choices(["fp32", "bf16"]),
+            "precision": Str % Choices(list(PRECISIONS)),
             **SHARED_PARAMETERS,
         },
         outputs=[("classifier", BarcodeMambaClassifier)],
@@ -352,7 +352,7 @@ def _register_classify(plugin, citations) -> None:
             "read_orientation": Str % Choices(["auto", "same",
                                                "reverse-complement"]),
             "batch_size": Int % Range(1, None) | Str % Choices(["auto"]),
-            "precision": Str % Choices(["fp32", "bf16"]),
+            "precision": Str % Choices(list(PRECISIONS)),
             **SHARED_PARAMETERS,
         },
         outputs=[("classification", FeatureData[Taxonomy])],

@@ -19,8 +19,8 @@ import os
 import sys
 
 from . import distributed as ddp
-from .config import (DEFAULT_PRESET, FINETUNE_LR, PRESETS, SCRATCH_LR,
-                     PretrainConfig, TrainConfig, preset)
+from .config import (DEFAULT_PRESET, FINETUNE_LR, PRECISIONS, PRESETS,
+                     SCRATCH_LR, PretrainConfig, TrainConfig, preset)
 from .data import read_reads, read_taxonomy
 from .heads import HEADS
 
@@ -164,7 +164,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--unseen-genus-fraction", type=float,
                    default=_T.unseen_genus_fraction)
     f.add_argument("--precision", default=_T.precision,
-                   choices=("fp32", "bf16"),
+                   choices=PRECISIONS,
                    help="bf16: training's forward passes under bfloat16 "
                         "autocast (GPUs)")
     f.add_argument("--heads", default=_T.heads, choices=HEADS)

@@ -8,6 +8,8 @@ here. Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931);
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
+PRECISIONS = ("fp32", "bf16")   # network arithmetic: float32 | bfloat16 autocast
+
 SCRATCH_LR = 3e-3   # measured best of {1e-3, 3e-3, 1e-2} from random weights
 FINETUNE_LR = 1e-3  # from a pretrained backbone; see docs/ablation.md
 DEFAULT_PRESET = "tiny"  # the size with a shipped pretrained backbone
@@ -162,9 +164,9 @@ class TrainConfig:
         if self.select not in ("right_call", "val_loss"):
             raise ValueError(f"select must be 'right_call' or 'val_loss', "
                              f"not {self.select!r}.")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', not "
-                             f"{self.precision!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, "
+                             f"not {self.precision!r}.")
         if self.abstention not in ("learned", "summed"):
             raise ValueError(f"abstention must be 'learned' or 'summed', "
                              f"not {self.abstention!r}.")

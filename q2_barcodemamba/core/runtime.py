@@ -13,6 +13,7 @@ from typing import Callable, Sequence, Tuple
 import numpy as np
 import torch
 
+from .config import PRECISIONS  # noqa: F401 (re-exported)
 from .tokenizer import PAD_ID
 
 # PyTorch's CPU convolutions (oneDNN) cache one compiled kernel per input
@@ -54,7 +55,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> bool:
