@@ -105,8 +105,21 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
 # 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
 # 1024 reads per batch were fastest end to end (docs/gpu.md).
 CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
-# validation rows that score epochs and calibrate (_Validation)
-MAX_SCORED = 16384
+# validation rows that score epochs and calibrate (_Validation): at most
+# MAX_SCORED, and at most SCORE_BUDGET / lineages (but MIN_SCORED): the
+# score's cost grows with rows x lineages x (temperatures + mixtures).
+# Every reference measured so far (<= 41,700 lineages) keeps 16,384; a 10x
+# UNITE ITS2 reference (417,120 lineages) scores 2,574 rows (standard error
+# of a right-call rate of 0.5: 1.0 point) instead of 16,384 (0.4 point),
+# its epoch score ~7 min instead of > 40 on 2 cores.
+MAX_SCORED, MIN_SCORED, SCORE_BUDGET = 16384, 2048, 2**30
+
+
+def scored_rows(n_leaf: int) -> int:
+    """How many validation rows score epochs and calibrate, for a
+    classifier of ``n_leaf`` leaf lineages."""
+    return int(min(MAX_SCORED,
+                   max(MIN_SCORED, SCORE_BUDGET // max(1, n_leaf))))
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
@@ -170,7 +183,7 @@ class _Validation:
     with a memory of the training reads only, so no validation read finds
     itself (cross-fitting).
 
-    Both score at most :data:`MAX_SCORED` validation rows (a seeded
+    Both score at most :func:`scored_rows` validation rows (a seeded
     sample): their cost grows with rows x lineages, which for a reference
     10x UNITE's ITS2 set would make each epoch's score hours long. Every
     validation row still counts in the validation loss."""
@@ -180,10 +193,11 @@ class _Validation:
         tc, self.labels = clf.train_config, clf.labels
         R = len(self.labels.rank_names)
         self.pick = np.arange(len(val_idx))
-        if len(val_idx) > MAX_SCORED:
+        cap = scored_rows(len(self.labels.leaves))
+        if len(val_idx) > cap:
             self.pick = np.sort(np.random.default_rng(tc.random_seed).choice(
-                len(val_idx), MAX_SCORED, replace=False))
-            progress(f"validation: scoring and calibrating on {MAX_SCORED} "
+                len(val_idx), cap, replace=False))
+            progress(f"validation: scoring and calibrating on {cap} "
                      f"of the {len(val_idx)} validation rows (seeded sample)")
         self.train_idx, self.val_idx = train_idx, val_idx[self.pick]
         val_idx = self.val_idx

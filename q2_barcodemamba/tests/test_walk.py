@@ -183,7 +183,7 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
         monkeypatch):
     """Fitting asks for embeddings only (never an (n, n_leaf) logit
     matrix: 7 GiB for UNITE's ITS2 set, 700 GiB at 10x) and scores epochs
-    and calibrates on at most MAX_SCORED validation rows."""
+    and calibrates on at most scored_rows(lineages) validation rows."""
     from q2_barcodemamba.core import classifier as C
     from q2_barcodemamba.core.config import TrainConfig
     from q2_barcodemamba.tests.helpers import small_reference
@@ -195,6 +195,7 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
         return embed(self, tokens, logits)
     monkeypatch.setattr(C.TaxonomicClassifier, "_embed_all", spy)
     monkeypatch.setattr(C, "MAX_SCORED", 40)
+    monkeypatch.setattr(C, "MIN_SCORED", 10)
     ids, seqs, tax = small_reference()
     msgs = []
     clf = C.TaxonomicClassifier("tiny", train_config=TrainConfig(
@@ -208,6 +209,19 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
     calls = list(clf.predict(zip(ids[:30], seqs[:30]),
                              progress=lambda m: None))
     assert sum(c[1] != "Unassigned" for c in calls) >= 20
+
+
+def test_scored_rows_shrink_with_lineages():
+    """16,384 scored rows up to 65,536 lineages (every shared reference),
+    then rows x lineages <= 2^30, never under MIN_SCORED."""
+    from q2_barcodemamba.core.classifier import (MIN_SCORED, MAX_SCORED,
+                                                 scored_rows)
+    assert scored_rows(10) == scored_rows(41_712) == MAX_SCORED == 16384
+    assert scored_rows(65_536) == 16384
+    assert scored_rows(417_120) == 2574
+    assert scored_rows(417_120) * 417_120 <= 2**30
+    assert scored_rows(10**7) == MIN_SCORED
+    assert scored_rows(0) == MAX_SCORED
 
 
 def test_bf16_training_on_cpu():
