@@ -81,9 +81,13 @@ class Mamba2Mixer(nn.Module):
     def forward(self, u):
         Bsz, L, _ = u.shape                                   # u: (B, L, D)
         h, p, g, n = self.nheads, self.headdim, self.ngroups, self.d_state
-        zxbcdt = self.in_proj(u)                              # (B, L, 2E + 2gn + h)
-        z, xBC, dt = torch.split(
-            zxbcdt, [self.d_inner, self.conv_dim, self.nheads], dim=-1)
+        # z and the rest as two products over row blocks of in_proj's
+        # weight: each output is contiguous (elementwise ops on a split
+        # view of one product ran 2-4x slower on a CPU)
+        W, E = self.in_proj.weight, self.d_inner
+        z = F.linear(u, W[:E])                                # (B, L, E)
+        xBC, dt = torch.split(F.linear(u, W[E:]),
+                              [self.conv_dim, self.nheads], dim=-1)
         A = -torch.exp(self.A_log.float())                    # (h,)
         dt = F.softplus(dt.float() + self.dt_bias.float())    # (B, L, h)
 
@@ -97,7 +101,7 @@ class Mamba2Mixer(nn.Module):
                 self.conv1d.bias, activation="silu").transpose(1, 2)  # (B, L, E + 2gn)
         else:
             xBC = self.conv1d(xBC.transpose(1, 2))[..., :L]   # (B, E + 2gn, L) causal
-            xBC = F.silu(xBC.transpose(1, 2))                 # (B, L, E + 2gn)
+            xBC = F.silu(xBC).transpose(1, 2)                 # (B, L, E + 2gn)
         x, B, C = torch.split(xBC, [self.d_inner, g * n, g * n], dim=-1)
         x = x.unflatten(-1, (h, p))                           # (B, L, h, p)
         B = B.unflatten(-1, (g, n))                           # (B, L, g, n)
@@ -122,7 +126,9 @@ class GatedMLP(nn.Module):
         self.fc2 = nn.Linear(d_intermediate, d_model, bias=False)
 
     def forward(self, x):
-        y, gate = self.fc1(x).chunk(2, dim=-1)                # (B, L, I) each
+        # the two halves of fc1 as two products: contiguous outputs
+        W, i = self.fc1.weight, self.fc2.in_features
+        y, gate = F.linear(x, W[:i]), F.linear(x, W[i:])      # (B, L, I) each
         return self.fc2(y * F.silu(gate))                     # (B, L, D)
 
 

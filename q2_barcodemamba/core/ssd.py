@@ -17,7 +17,7 @@ Shapes (b batch, l length, h heads, p head dim, g groups, n state size):
 in tests). ``ssd_scan_chunked`` is the chunked SSD algorithm: within a chunk
 of L steps the output is a masked quadratic ("attention-like") form whose
 mask holds the decays exp(segsum(dt*A)); across chunks only the (p, n)
-states are passed on. There are no Python loops over time steps or chunks.
+states are passed on (a loop over the few chunks, none over time steps).
 
 Computation is done in at least float32 (float64 stays float64) and ``y`` is
 cast back to ``x.dtype``; final states are returned in the compute dtype.
@@ -74,20 +74,32 @@ def ssd_scan_ref(x, dt, A, B, C, D=None, initial_states=None,
     return (y, S) if return_final_states else y
 
 
-def segsum(a):
+def segsum(a, upper: float = -torch.inf):
     """Segment sums of ``a`` along its last axis, as a lower-triangular matrix.
 
     out[..., i, j] = a[..., j+1] + ... + a[..., i] for i >= j (0 on the
-    diagonal) and -inf above it, so exp(out) is the causal decay mask. It is
-    computed as differences of one cumulative sum; the masking happens
-    *before* exp, so the (positive, possibly huge) upper triangle never
-    overflows and its gradient is exactly zero.
+    diagonal) and ``upper`` (-inf) above it, so exp(out) is the causal decay
+    mask. It is computed as differences of one cumulative sum; the masking
+    happens *before* exp, so the (positive, possibly huge) upper triangle
+    never overflows and its gradient is exactly zero. (``upper=0`` is for a
+    caller that zeroes the upper triangle elsewhere: exp of -inf takes a
+    slow path on CPUs, 5x the time of exp of finite values.)
     """
     T = a.shape[-1]
     cs = torch.cumsum(a, dim=-1)                          # (..., T)
     out = cs[..., :, None] - cs[..., None, :]             # (..., T, T)
     causal = torch.ones(T, T, dtype=torch.bool, device=a.device).tril()
-    return out.masked_fill_(~causal, -torch.inf)          # (..., T, T)
+    return out.masked_fill_(~causal, upper)               # (..., T, T)
+
+
+def _chunked(t, b, c, L, l, pad):
+    """(b, l, m, d) -> (b, m, c, L, d): heads (or groups) first, time cut
+    into c chunks of L, zero-padded by ``pad`` steps; one copy."""
+    m, d = t.shape[2:]
+    out = t.new_empty((b, m, c * L, d))
+    out[:, :, :l] = t.transpose(1, 2)
+    out[:, :, l:] = 0
+    return out.view(b, m, c, L, d)
 
 
 def ssd_scan_chunked(x, dt, A, B, C, chunk_size, D=None, initial_states=None,
@@ -100,6 +112,15 @@ def ssd_scan_chunked(x, dt, A, B, C, chunk_size, D=None, initial_states=None,
     ``(y, final_states)`` with final_states (b, h, p, n) when
     ``return_final_states``. Letters below: c chunks, L = chunk length
     (also s for the source position), k = heads per group (h = g * k).
+
+    Layout: every tensor is moved once to heads-first, chunked time
+    (b, h, c, L, .) so that each product below is a batched matrix product
+    on contiguous memory (no hidden permute copies inside ``einsum``); with
+    no initial state the first chunk's outputs need no inter-chunk term and
+    the last chunk's end state is computed only for the final states; the
+    recurrence over chunk boundaries is a loop of c elementwise steps (a
+    (c+1)-square decay matrix product was slower for the few chunks of a
+    barcode).
     """
     b, l, h, p, g, n = _check_shapes(x, dt, A, B, C, D)
     cd = _compute_dtype(x.dtype)
@@ -109,56 +130,60 @@ def ssd_scan_chunked(x, dt, A, B, C, chunk_size, D=None, initial_states=None,
     pad = (-l) % L
     c = (l + pad) // L
 
-    def pad_time(t):  # zero-pad dim 1 (time) by `pad` steps; no copy if pad == 0
-        t = t.to(cd)
-        return torch.cat([t, t.new_zeros((b, pad, *t.shape[2:]))], 1) if pad else t
-
-    xf = pad_time(x)                                      # (b, c*L, h, p)
-    dtf = pad_time(dt)                                    # (b, c*L, h)
-    Bf = pad_time(B)                                      # (b, c*L, g, n)
-    Cf = pad_time(C)                                      # (b, c*L, g, n)
-
-    xc = xf.view(b, c, L, h, p)                           # (b, c, L, h, p)
-    dtc = dtf.view(b, c, L, h)                            # (b, c, L, h)
-    Bc = Bf.view(b, c, L, g, n)                           # (b, c, L, g, n)
-    Cc = Cf.view(b, c, L, g, n)                           # (b, c, L, g, n)
-
-    xdt = xc * dtc[..., None]                             # (b, c, L, h, p)
-    dA = dtc * A.to(cd)                                   # (b, c, L, h)
-    dA_cs = torch.cumsum(dA, dim=2)                       # (b, c, L, h)
+    dtf = dt.to(cd)
+    xdt = _chunked(x.to(cd) * dtf[..., None], b, c, L, l, pad)  # (b, h, c, L, p)
+    dA = _chunked((dtf * A.to(cd))[..., None], b, c, L, l, pad)[..., 0]  # (b, h, c, L)
+    Bc = _chunked(B.to(cd), b, c, L, l, pad)              # (b, g, c, L, n)
+    Cc = _chunked(C.to(cd), b, c, L, l, pad)              # (b, g, c, L, n)
+    dA_cs = torch.cumsum(dA, dim=-1)                      # (b, h, c, L)
 
     # 1. Intra-chunk outputs: y_l = sum_{s<=l} (C_l.B_s) exp(sum_{s<i<=l} dA_i) dt_s x_s
-    decay = segsum(dA.permute(0, 1, 3, 2)).exp_()         # (b, c, h, L, L)
-    CB = torch.einsum("bclgn,bcsgn->bcgls", Cc, Bc)       # (b, c, g, L, L)
-    M = CB[:, :, :, None] * decay.view(b, c, g, k, L, L)  # (b, c, g, k, L, L)
-    y_diag = torch.einsum("bcgkls,bcsgkp->bclgkp", M,
-                          xdt.view(b, c, L, g, k, p))     # (b, c, L, g, k, p)
+    # the causal mask is applied to CB (k times smaller than the decays):
+    # the decays' upper triangle is exp(0) = 1, finite, times a zero
+    decay = segsum(dA, upper=0.0).exp_()                  # (b, h, c, L, L)
+    future = torch.ones(L, L, dtype=torch.bool, device=x.device).triu(1)
+    CB = (Cc @ Bc.transpose(-1, -2)).masked_fill_(future, 0.0)  # (b, g, c, L, L)
+    M = decay.view(b, g, k, c, L, L) * CB[:, :, None]     # (b, g, k, c, L, L)
+    y = M.view(b, h, c, L, L) @ xdt                       # (b, h, c, L, p)
 
-    # 2. State each chunk adds by its end (inputs decayed to the last step).
-    decay_to_end = torch.exp(dA_cs[:, :, -1:] - dA_cs)    # (b, c, L, h)
-    xdt_end = (xdt * decay_to_end[..., None]).view(b, c, L, g, k, p)  # (b, c, L, g, k, p)
-    chunk_states = torch.einsum("bclgn,bclgkp->bcgkpn",
-                                Bc, xdt_end).reshape(b, c, h, p, n)  # (b, c, h, p, n)
+    # Chunk j's end state is needed for the chunks after it, and for the
+    # final states; the state entering chunk 0 is zero unless given.
+    last = c if return_final_states else c - 1
+    first = 0 if initial_states is not None else 1
+    final_states = None
+    if last > 0 or first < c:
+        # 2. State each chunk adds by its end (inputs decayed to the last step).
+        cs = dA_cs[:, :, :last]                           # (b, h, last, L)
+        xdt_end = (xdt[:, :, :last] * torch.exp(cs[..., -1:] - cs)[..., None]
+                   ).view(b, g, k, last, L, p)
+        chunk_states = (xdt_end.transpose(-1, -2)
+                        @ Bc[:, :, None, :last]).view(b, h, last, p, n)
 
-    # 3. Inter-chunk recurrence over chunk boundaries, as one segsum over chunks.
-    if initial_states is None:
-        init = xf.new_zeros((b, 1, h, p, n))              # (b, 1, h, p, n)
-    else:
-        init = initial_states.to(cd)[:, None]             # (b, 1, h, p, n)
-    states = torch.cat([init, chunk_states], dim=1)       # (b, c+1, h, p, n)
-    chunk_decay = F.pad(dA_cs[:, :, -1], (0, 0, 1, 0))    # (b, c+1, h)
-    chunk_decay = torch.exp(segsum(chunk_decay.transpose(1, 2)))  # (b, h, c+1, c+1)
-    states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)  # (b, c+1, h, p, n)
-    states_in, final_states = states[:, :-1], states[:, -1]  # (b, c, h, p, n), (b, h, p, n)
+        # 3. Inter-chunk recurrence: a chunk's entering state, decayed over
+        # the chunk, plus what the chunk adds (c - 1 steps of (b, h, p, n)).
+        chunk_decay = torch.exp(dA_cs[..., -1])           # (b, h, c)
+        S = (xdt.new_zeros((b, h, p, n)) if initial_states is None
+             else initial_states.to(cd))                  # (b, h, p, n)
+        entering = []
+        for j in range(c):
+            if j >= first:
+                entering.append(S)
+            if j < last:
+                S = chunk_decay[:, :, j, None, None] * S + chunk_states[:, :, j]
+        final_states = S if return_final_states else None
 
-    # 4. Contribution of the state entering each chunk to that chunk's outputs.
-    decay_from_start = torch.exp(dA_cs).view(b, c, L, g, k, 1)  # (b, c, L, g, k, 1)
-    y_off = torch.einsum("bclgn,bcgkpn->bclgkp", Cc,
-                         states_in.view(b, c, g, k, p, n))  # (b, c, L, g, k, p)
-    y_off = y_off * decay_from_start                      # (b, c, L, g, k, p)
+        # 4. Contribution of the state entering each chunk to its outputs.
+        if entering:
+            states_in = (entering[0].unsqueeze(2) if len(entering) == 1
+                         else torch.stack(entering, 2)
+                         ).view(b, g, k, c - first, p, n)
+            y_off = (Cc[:, :, None, first:] @ states_in.transpose(-1, -2)
+                     ).view(b, h, c - first, L, p)       # (b, h, c - first, L, p)
+            # in place: the product's backward needs its inputs only
+            y[:, :, first:] += y_off * torch.exp(dA_cs[:, :, first:])[..., None]
 
-    y = (y_diag + y_off).reshape(b, c * L, h, p)[:, :l]   # (b, l, h, p)
+    y = y.view(b, h, c * L, p)[:, :, :l].transpose(1, 2)  # (b, l, h, p)
     if D is not None:
-        y = y + xf[:, :l] * D.to(cd)[:, None]             # (b, l, h, p)
-    y = y.to(x.dtype)
+        y = x.to(cd) * D.to(cd)[:, None] + y              # (b, l, h, p)
+    y = y.to(x.dtype).contiguous()
     return (y, final_states) if return_final_states else y
