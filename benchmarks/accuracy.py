@@ -36,15 +36,14 @@ import tempfile
 import time
 from dataclasses import replace
 
-import numpy as np
-
-from q2_barcodemamba.core.classifier import (TaxonomicClassifier, _Validation,
+from q2_barcodemamba.core.classifier import (TaxonomicClassifier,
                                              check_reference)
 from q2_barcodemamba.core.config import TrainConfig
 from q2_barcodemamba.core.data import read_fasta
 from q2_barcodemamba.core.heads import targets
 from q2_barcodemamba.core.memory import ReferenceMemory
 from q2_barcodemamba.core.taxonomy import parse_taxonomy
+from q2_barcodemamba.core.validation import Validation
 
 from . import metrics
 from .splits import read_taxonomy, read_truth
@@ -120,7 +119,7 @@ def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
                                     len(clf.labels.rank_names),
                                     lambda m: None)
     y = targets(clf.labels, lineages)
-    val = _Validation(out, seqs, lineages, y, train_idx, val_idx)
+    val = Validation(out, seqs, lineages, y, train_idx, val_idx)
     z, _ = out._embed_all(out.tokenizer.encode(seqs, tc.max_length),
                           logits=False)
     out.calibration = val.calibrate(out.net, z, lambda m: None)

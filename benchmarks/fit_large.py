@@ -19,10 +19,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from q2_barcodemamba.core.classifier import TaxonomicClassifier  # noqa
 from q2_barcodemamba.core.config import TrainConfig  # noqa
-from q2_barcodemamba.core.data import read_fasta, read_taxonomy  # noqa
 from q2_barcodemamba.core.io import save_classifier  # noqa
-
-SHARED = os.path.join(HERE, "..", "..", "shared", "data", "its")
+from benchmarks.splits import load_set  # noqa
 
 
 def main():
@@ -32,14 +30,7 @@ def main():
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--n-threads", type=int, default=2)
     args = ap.parse_args()
-    fasta = os.path.join(SHARED, f"{args.set}.fasta.gz")
-    if not os.path.exists(fasta):
-        print(f"{fasta} not found: this benchmark needs the project's shared "
-              "data next to the repository.", file=sys.stderr)
-        sys.exit(2)
-    recs = list(read_fasta(fasta))
-    tax = read_taxonomy(os.path.join(SHARED, f"{args.set}.taxonomy.tsv.gz"))
-    ids, seqs = [r[0] for r in recs], [r[1] for r in recs]
+    ids, seqs, tax = load_set(args.set)
     tc = TrainConfig(epochs=args.epochs, n_threads=args.n_threads)
     t = time.time()
     clf = TaxonomicClassifier(args.preset, train_config=tc).fit(ids, seqs,

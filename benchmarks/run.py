@@ -37,10 +37,10 @@ from .methods import method_list, run_method
 from .qiime_cli import REPO, Runner, check_tools, find_qiime, \
     read_classification
 from .speed import scaling, sweep
-from .splits import read_taxonomy, read_truth, write_split
+from .splits import SHARED, read_taxonomy, read_truth, write_split
 
 BUNDLED = os.path.join(REPO, "q2_barcodemamba", "data")
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "its")
+DEFAULT_DATA = SHARED
 N_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
     else (os.cpu_count() or 1)
 

@@ -43,10 +43,8 @@ from q2_barcodemamba.core import loop, train  # noqa: E402
 from q2_barcodemamba.core.backbones import shipped_backbone  # noqa: E402
 from q2_barcodemamba.core.classifier import TaxonomicClassifier  # noqa
 from q2_barcodemamba.core.config import TrainConfig  # noqa: E402
-from q2_barcodemamba.core.data import read_fasta, read_taxonomy  # noqa
 from q2_barcodemamba.core.io import load_classifier, save_classifier  # noqa
-
-SHARED = os.path.join(HERE, "..", "..", "shared", "data", "its")
+from benchmarks.splits import load_set  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -105,17 +103,9 @@ def main():
                                                   "results",
                                                   "scale_memory.json"))
     args = ap.parse_args()
-    fasta = os.path.join(SHARED, f"{args.set}.fasta.gz")
-    if not os.path.exists(fasta):
-        print(f"{fasta} not found: this benchmark needs the project's shared "
-              "data next to the repository.", file=sys.stderr)
-        sys.exit(2)
     sampler = Sampler()
     sampler.start()
-    recs = list(read_fasta(fasta))
-    tax = read_taxonomy(os.path.join(SHARED,
-                                     f"{args.set}.taxonomy.tsv.gz"))
-    ids, seqs = [r[0] for r in recs], [r[1] for r in recs]
+    ids, seqs, tax = load_set(args.set)
     ids, seqs, tax = synthetic(ids, seqs, tax, args.factor, 0.02, 0)
     n_leaves = len({t for t in tax.values()})
     print(f"synthetic reference: {len(ids)} reads, {n_leaves} lineages",

@@ -33,11 +33,29 @@ from q2_barcodemamba.core.data import (  # noqa: F401 (read_taxonomy re-exported
 from q2_barcodemamba.core.split import haplotype_clusters
 from q2_barcodemamba.core.taxonomy import is_unknown, parse_taxonomy
 
+# the project's shared references (not in a user's clone)
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                      "shared", "data", "its")
 SPLIT_VERSION = 2  # bump when make_split changes
 CATEGORIES = ("seen", "unseen_species", "unseen_genus")
 PARTS = ("test", "val")
 SPLIT_FILES = ("reference.fasta", "reference-taxonomy.tsv", "test.fasta",
                "test-truth.tsv", "val.fasta", "val-truth.tsv", "split.json")
+
+
+def load_set(name: str, data: str = SHARED):
+    """(ids, reads, {id: lineage}) of the shared reference ``name``
+    (``<data>/<name>.{fasta,taxonomy.tsv}.gz``); when it is missing (a
+    user's clone) say so and exit with status 2."""
+    import sys
+    fasta = os.path.join(data, f"{name}.fasta.gz")
+    if not os.path.exists(fasta):
+        print(f"{fasta} not found: this benchmark needs the project's shared "
+              "data next to the repository.", file=sys.stderr)
+        sys.exit(2)
+    recs = list(read_fasta(fasta))
+    tax = read_taxonomy(os.path.join(data, f"{name}.taxonomy.tsv.gz"))
+    return [r[0] for r in recs], [r[1] for r in recs], tax
 
 
 def load_dataset(fasta: str, taxonomy: str):

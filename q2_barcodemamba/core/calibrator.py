@@ -21,7 +21,7 @@ a calibrated model: every signal enters with a non-negative weight (more
 evidence never lowers the confidence), and the confidence never rises from
 one rank to the next deeper one.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 

@@ -17,14 +17,12 @@ from .config import (DEFAULT_PRESET, FINETUNE_LR, MIN_READ_LENGTH,
                      SCRATCH_LR, ModelConfig, TrainConfig, preset)
 from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
                    length_batches, orient, token_batches)
-from .abstention import (Caller, Mixture, default_grid, epoch_grid,
-                         features_for, fit_abstention)
-from .augment import AugmentConfig, noisy_copies
+from .abstention import Caller
+from .augment import AugmentConfig
 from .heads import targets
-from .inference import (DEFAULT_CONFIDENCE, UNASSIGNED, HeadLogits,
-                        LeafProbs, fit_temperature, truncate)
+from .inference import DEFAULT_CONFIDENCE, UNASSIGNED, truncate
 from .memory import ReferenceMemory
-from .regions import DEFAULT_REGIONS, alternatives, cut_reference, cutouts
+from .regions import alternatives, cut_reference
 from .runtime import (autocast, configure, log, pad_batch, release_memory,
                       resolve_precision)
 from .split import grouped_split, hold_out_genera
@@ -32,6 +30,7 @@ from .taxonomy import (LabelEncoder, parse_taxonomy, split_lineage,
                        warn_conflicts)
 from .tokenizer import DNATokenizer
 from .train import fit_network, variant_tokens
+from .validation import Rows, Validation
 
 
 def check_reference(ids: Sequence[str], seqs: Sequence[str],
@@ -81,22 +80,6 @@ def refit_epochs(history: Sequence[dict]) -> int:
                default=len(history))
 
 
-def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
-    """Targets ``y`` (n, R) with classes absent from ``y_ref`` set to -1,
-    so a held-out species is scored at its genus (if that was seen)."""
-    out = y.copy()
-    for r in range(y.shape[1]):
-        seen = np.zeros(max(y.max(initial=0), y_ref.max(initial=0)) + 1,
-                        dtype=bool)
-        seen[y_ref[:, r][y_ref[:, r] >= 0]] = True
-        col = out[:, r]
-        col[(col >= 0) & ~seen[np.maximum(col, 0)]] = -1
-    # below an unknown rank nothing is known
-    unknown = np.cumsum(out < 0, axis=1) > 0
-    out[unknown] = -1
-    return out
-
-
 # classify's batch_size "auto": the fastest measured. On a CPU batches are
 # capped by padded tokens, not reads: the chunked scan's intermediates grow
 # with batch x length and outgrow the caches (benchmarks/run.py sweep, 2
@@ -105,21 +88,6 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
 # 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
 # 1024 reads per batch were fastest end to end (docs/gpu.md).
 CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
-# validation rows that score epochs and calibrate (_Validation): at most
-# MAX_SCORED, and at most SCORE_BUDGET / lineages (but MIN_SCORED): the
-# score's cost grows with rows x lineages x (temperatures + mixtures).
-# Every reference measured so far (<= 41,700 lineages) keeps 16,384; a 10x
-# UNITE ITS2 reference (417,120 lineages) scores 2,574 rows (standard error
-# of a right-call rate of 0.5: 1.0 point) instead of 16,384 (0.4 point),
-# its epoch score ~7 min instead of > 40 on 2 cores.
-MAX_SCORED, MIN_SCORED, SCORE_BUDGET = 16384, 2048, 2**30
-
-
-def scored_rows(n_leaf: int) -> int:
-    """How many validation rows score epochs and calibrate, for a
-    classifier of ``n_leaf`` leaf lineages."""
-    return int(min(MAX_SCORED,
-                   max(MIN_SCORED, SCORE_BUDGET // max(1, n_leaf))))
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
@@ -133,124 +101,6 @@ def classify_batch_size(batch_size, device: torch.device) -> int:
         raise ValueError(f"batch_size must be a positive integer or 'auto', "
                          f"not {batch_size!r}.")
     return batch_size
-
-
-class _Rows:
-    """The reads of a reference, then the ITS1/ITS2 amplicons cut from
-    them (:func:`.regions.cutouts`) when ``region_cutouts`` is on and the
-    classifier is not specialised to one query region, then (with
-    ``validation_errors`` > 0) one copy with sequencing errors of each
-    validation read and amplicon, which only validation asks (never in a
-    memory).
-    ``parent[r]`` is the read row r came from."""
-
-    def __init__(self, seqs: List[str], tc: TrainConfig, val_idx, progress):
-        n = len(seqs)
-        parent, cut, region = np.zeros(0, np.int64), [], []
-        if tc.region_cutouts and tc.query_region.lower() == "any":
-            parent, cut, region = cutouts(seqs, tc.min_length)
-        self.seqs = list(seqs) + cut
-        self.parent = np.concatenate([np.arange(n), parent])
-        # a copy with errors of every validation row (reads and amplicons):
-        # as many noisy queries as clean ones
-        val_rows = np.flatnonzero(np.isin(self.parent, val_idx))
-        noisy = noisy_copies([self.seqs[r] for r in val_rows],
-                             tc.validation_errors, tc.min_length,
-                             tc.random_seed)
-        self.seqs += noisy
-        self.parent = np.concatenate([self.parent,
-                                      self.parent[val_rows][:len(noisy)]])
-        self.n_memory = n + len(cut)            # rows a memory may hold
-        self.counts = {r: region.count(r) for r in DEFAULT_REGIONS}
-        if cut:
-            progress("amplicons cut from the reference reads for the memory "
-                     "and validation: " + ", ".join(
-                         f"{r} {c}" for r, c in self.counts.items()))
-
-    def of(self, idx: np.ndarray, memory: bool = False) -> np.ndarray:
-        """Rows of the reads ``idx``, of their amplicons and (unless
-        ``memory``) of their copies with errors."""
-        rows = np.flatnonzero(np.isin(self.parent, idx))
-        return rows[rows < self.n_memory] if memory else rows
-
-
-class _Validation:
-    """The validation half of fitting. ``score`` rates the network after
-    each epoch by the right calls of the whole classifier on the validation
-    reads (network + k-mer neighbours among the training reads + learned
-    abstention, a small grid of mixtures); ``calibrate`` fits what ships
-    (temperature, mixture, calibrator, threshold) for the final network,
-    with a memory of the training reads only, so no validation read finds
-    itself (cross-fitting).
-
-    Both score at most :func:`scored_rows` validation rows (a seeded
-    sample): their cost grows with rows x lineages, which for a reference
-    10x UNITE's ITS2 set would make each epoch's score hours long. Every
-    validation row still counts in the validation loss."""
-
-    def __init__(self, clf, seqs, lineages, y, train_idx, val_idx,
-                 progress=log):
-        tc, self.labels = clf.train_config, clf.labels
-        R = len(self.labels.rank_names)
-        self.pick = np.arange(len(val_idx))
-        cap = scored_rows(len(self.labels.leaves))
-        if len(val_idx) > cap:
-            self.pick = np.sort(np.random.default_rng(tc.random_seed).choice(
-                len(val_idx), cap, replace=False))
-            progress(f"validation: scoring and calibrating on {cap} "
-                     f"of the {len(val_idx)} validation rows (seeded sample)")
-        self.train_idx, self.val_idx = train_idx, val_idx[self.pick]
-        val_idx = self.val_idx
-        self.y_val = known_in(y[val_idx, :R], y[train_idx, :R])
-        self.groups = [";".join(lineages[i]) for i in val_idx]
-        self.vseqs = [seqs[i] for i in val_idx]
-        self.kmer = tc.memory and tc.kmer_similarity
-        self.learned = tc.abstention == "learned"
-        self.features = features_for(tc.memory, tc.kmer_similarity)
-        self.memory = self.nb = None
-        if tc.memory and len(val_idx):
-            self.memory = ReferenceMemory.build(
-                torch.zeros(len(train_idx), 1), y[train_idx, -1],
-                [seqs[i] for i in train_idx])
-            if self.kmer:
-                self.nb = self.memory.neighbours(self.vseqs, None, 64, 0)
-
-    def _probs(self, logits: HeadLogits) -> Tuple[float, LeafProbs]:
-        temp = fit_temperature(logits, self.y_val, self.labels.leaf_to_class,
-                               self.labels.n_classes)
-        return temp, LeafProbs(logits, temp)
-
-    def score(self, net, z: torch.Tensor) -> dict:
-        """Right calls of the classifier with ``net`` and the validation
-        reads' embeddings ``z`` (their leaf logits come chunk by chunk)."""
-        if len(self.pick) < len(z):
-            z = z[torch.as_tensor(self.pick)]
-        temp, p = self._probs(HeadLogits(z, net.heads[-1]))
-        res = fit_abstention(
-            p, self.nb, self.memory, self.labels, self.y_val, self.groups,
-            epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
-            self.learned)
-        return {"right_call": res["score"], "temperature": temp}
-
-    def calibrate(self, net, z: torch.Tensor, progress) -> dict:
-        """Calibration of the classifier from the final network ``net`` and
-        the embeddings ``z`` of all reference rows."""
-        if not len(self.val_idx):
-            return {"temperature": 1.0, "mixture": Mixture().to_dict(),
-                    "calibrator": None, "features": ["mass"]}
-        temp, p = self._probs(HeadLogits(z[self.val_idx], net.heads[-1]))
-        memory = nb = None
-        if self.memory is not None:
-            memory = self.memory.with_embeddings(z[self.train_idx])
-            nb = memory.neighbours(self.vseqs, z[self.val_idx],
-                                   64 if self.kmer else 0, 32)
-        grid = default_grid(self.kmer, True) if memory else [Mixture()]
-        res = fit_abstention(p, nb, memory, self.labels, self.y_val,
-                             self.groups, grid, self.features, self.learned,
-                             progress=progress)
-        res["temperature"] = temp
-        progress(f"calibration: temperature {temp:.2f}")
-        return res
 
 
 class TaxonomicClassifier:
@@ -316,11 +166,11 @@ class TaxonomicClassifier:
         y = targets(self.labels, lineages)                    # (n, R + 1)
         # rows: every read, then the amplicons cut from them (regions.py);
         # the network trains on reads, memory and validation use both
-        rows = _Rows(seqs, tc, val_idx, progress)
+        rows = Rows(seqs, tc, val_idx, progress)
         tokens = self.tokenizer.encode(rows.seqs, tc.max_length)
         y_rows, lin_rows = y[rows.parent], [lineages[i] for i in rows.parent]
         tr_rows, va_rows = rows.of(train_idx, memory=True), rows.of(val_idx)
-        val = _Validation(self, rows.seqs, lin_rows, y_rows, tr_rows,
+        val = Validation(self, rows.seqs, lin_rows, y_rows, tr_rows,
                           va_rows, progress)
         net, history = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],

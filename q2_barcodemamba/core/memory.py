@@ -53,6 +53,13 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     return np.cumsum(d, out=d)
 
 
+def _row_offsets(counts: np.ndarray, stride: int) -> np.ndarray:
+    """``i * stride`` repeated ``counts[i]`` times: where query i's entries
+    start in a flat (queries x stride) table, for each of its entries."""
+    return np.repeat(np.arange(len(counts), dtype=np.int64) * stride,
+                     np.asarray(counts, dtype=np.int64))
+
+
 def unpack_sequences(data: np.ndarray, offsets: np.ndarray) -> list:
     raw = data.tobytes().decode("ascii")
     return [raw[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
@@ -107,8 +114,7 @@ class KmerSets:
             lens = self.sizes[c]
             # each candidate's k-mers looked up in its query's table row
             at = self.codes[_ranges(self.indptr[c], lens)].astype(np.int64)
-            at += np.repeat(np.arange(len(rows), dtype=np.int64) * width,
-                            lens.reshape(len(rows), M).sum(1))
+            at += _row_offsets(lens.reshape(len(rows), M).sum(1), width)
             shared = np.zeros(len(c), dtype=np.int64)
             nz = lens > 0
             if nz.any():
@@ -166,9 +172,8 @@ class KmerIndex:
             starts, lens = self.ptr[codes], self.ptr[codes + 1] - self.ptr[codes]
             key = self.postings[_ranges(starts, lens)].astype(np.int64)
             # the owner changes only between queries: a repeat of e - s runs
-            per_query = np.bincount(owner, weights=lens, minlength=e - s)
-            key += np.repeat(np.arange(e - s, dtype=np.int64) * self.n,
-                             per_query.astype(np.int64))
+            key += _row_offsets(np.bincount(owner, weights=lens,
+                                            minlength=e - s), self.n)
             shared = np.bincount(key, minlength=(e - s) * self.n).reshape(
                 e - s, self.n)
             if m < self.n:      # torch's topk: ~10x numpy's argpartition

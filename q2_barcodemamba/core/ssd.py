@@ -23,7 +23,6 @@ Computation is done in at least float32 (float64 stays float64) and ``y`` is
 cast back to ``x.dtype``; final states are returned in the compute dtype.
 """
 import torch
-import torch.nn.functional as F
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -164,7 +164,7 @@ def test_unassigned_reports_one_minus_the_top_rank_confidence():
 
 
 def test_known_in_scores_unseen_taxa_at_their_deepest_seen_rank():
-    from q2_barcodemamba.core.classifier import known_in
+    from q2_barcodemamba.core.validation import known_in
     ref = np.array([[0, 0, 0], [0, 1, 2], [1, 2, -1]])
     y = np.array([[0, 0, 0],      # all seen
                   [0, 0, 5],      # unseen species of a seen genus

@@ -85,7 +85,7 @@ def test_cut_reference_keeps_reads_without_a_site(reads):
 
 def test_noisy_validation_copies_are_seeded_and_never_in_a_memory(reads):
     from q2_barcodemamba.core.augment import noisy_copies
-    from q2_barcodemamba.core.classifier import _Rows
+    from q2_barcodemamba.core.validation import Rows
     a = noisy_copies(reads[:20], 0.05, 20, 1)
     assert a == noisy_copies(reads[:20], 0.05, 20, 1)
     assert a != noisy_copies(reads[:20], 0.05, 20, 2)
@@ -94,7 +94,7 @@ def test_noisy_validation_copies_are_seeded_and_never_in_a_memory(reads):
             for s, t in zip(reads[:20], a)]
     assert 0 < np.mean(diff) and all(len(t) >= 20 for t in a)
     val = np.array([3, 5, 7])
-    rows = _Rows(list(reads[:10]), TrainConfig(validation_errors=0.05),
+    rows = Rows(list(reads[:10]), TrainConfig(validation_errors=0.05),
                  val, lambda m: None)
     n = len(rows.seqs)
     # reads, their 2 amplicons each, an error copy of each validation row

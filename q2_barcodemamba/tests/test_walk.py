@@ -194,8 +194,9 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
         asked.append(logits)
         return embed(self, tokens, logits)
     monkeypatch.setattr(C.TaxonomicClassifier, "_embed_all", spy)
-    monkeypatch.setattr(C, "MAX_SCORED", 40)
-    monkeypatch.setattr(C, "MIN_SCORED", 10)
+    from q2_barcodemamba.core import validation as V
+    monkeypatch.setattr(V, "MAX_SCORED", 40)
+    monkeypatch.setattr(V, "MIN_SCORED", 10)
     ids, seqs, tax = small_reference()
     msgs = []
     clf = C.TaxonomicClassifier("tiny", train_config=TrainConfig(
@@ -214,7 +215,7 @@ def test_fit_never_holds_reads_by_lineages_and_caps_scored_rows(
 def test_scored_rows_shrink_with_lineages():
     """16,384 scored rows up to 65,536 lineages (every shared reference),
     then rows x lineages <= 2^30, never under MIN_SCORED."""
-    from q2_barcodemamba.core.classifier import (MIN_SCORED, MAX_SCORED,
+    from q2_barcodemamba.core.validation import (MIN_SCORED, MAX_SCORED,
                                                  scored_rows)
     assert scored_rows(10) == scored_rows(41_712) == MAX_SCORED == 16384
     assert scored_rows(65_536) == 16384
