@@ -20,10 +20,9 @@ of each stage is attributed by the progress messages. Then 5,000 reads
 are classified with the saved classifier. Writes
 ``docs/results/scale_memory.json`` (``--out``).
 
-Cost on 2 cores (2026-12-02, factor 10, 100 steps): the split and amplicon
-cut-outs take ~8 min, the validation rows' neighbours ~11 min, and the
-first epoch's validation score (16,384 rows x 417,120 lineages, 22
-temperatures and the mixture grid) over 40 min; plan for 2 h or more.
+Cost on 2 cores (2026-12-02/03, factor 10, 100 steps, 2,574 scored
+validation rows): 100 min wall with the cores shared and ~15 min paused;
+peak RSS 8.8 GiB (docs/results/scale_memory.json). Plan for 1.5 h alone.
 """
 import argparse
 import json

@@ -149,6 +149,8 @@ def section(results: dict) -> str:
         L += [f"| {k} | {v['peak_mib']:,} | {v['t_start_s']:,} |"
               for k, v in m["stages"].items()]
         L.append("")
+        if m.get("notes"):
+            L += [m["notes"], ""]
     L.append(END)
     return "\n".join(L)
 
