@@ -101,6 +101,51 @@ def _chunked(t, b, c, L, l, pad):
     return out.view(b, m, c, L, d)
 
 
+def _across_chunks(y, xdt, dA_cs, Bc, Cc, g, k, n, initial_states,
+                   return_final_states):
+    """Steps 2-4 of :func:`ssd_scan_chunked`: add to the intra-chunk
+    outputs ``y`` (b, h, c, L, p), in place, the contribution of the state
+    entering each chunk; return the final states (b, h, p, n) when asked
+    (else None)."""
+    b, h, c, L, p = xdt.shape
+    # Chunk j's end state is needed for the chunks after it, and for the
+    # final states; the state entering chunk 0 is zero unless given.
+    last = c if return_final_states else c - 1
+    first = 0 if initial_states is not None else 1
+    final_states = None
+    if last > 0 or first < c:
+        # 2. State each chunk adds by its end (inputs decayed to the last step).
+        cs = dA_cs[:, :, :last]                           # (b, h, last, L)
+        xdt_end = (xdt[:, :, :last] * torch.exp(cs[..., -1:] - cs)[..., None]
+                   ).view(b, g, k, last, L, p)
+        chunk_states = (xdt_end.transpose(-1, -2)
+                        @ Bc[:, :, None, :last]).view(b, h, last, p, n)
+
+        # 3. Inter-chunk recurrence: a chunk's entering state, decayed over
+        # the chunk, plus what the chunk adds (c - 1 steps of (b, h, p, n)).
+        chunk_decay = torch.exp(dA_cs[..., -1])           # (b, h, c)
+        S = (xdt.new_zeros((b, h, p, n)) if initial_states is None
+             else initial_states.to(xdt.dtype))                  # (b, h, p, n)
+        entering = []
+        for j in range(c):
+            if j >= first:
+                entering.append(S)
+            if j < last:
+                S = chunk_decay[:, :, j, None, None] * S + chunk_states[:, :, j]
+        final_states = S if return_final_states else None
+
+        # 4. Contribution of the state entering each chunk to its outputs.
+        if entering:
+            states_in = (entering[0].unsqueeze(2) if len(entering) == 1
+                         else torch.stack(entering, 2)
+                         ).view(b, g, k, c - first, p, n)
+            y_off = (Cc[:, :, None, first:] @ states_in.transpose(-1, -2)
+                     ).view(b, h, c - first, L, p)       # (b, h, c - first, L, p)
+            # in place: the product's backward needs its inputs only
+            y[:, :, first:] += y_off * torch.exp(dA_cs[:, :, first:])[..., None]
+    return final_states
+
+
 def ssd_scan_chunked(x, dt, A, B, C, chunk_size, D=None, initial_states=None,
                      return_final_states=False):
     """Chunked SSD scan; same semantics as :func:`ssd_scan_ref`.
@@ -145,41 +190,8 @@ def ssd_scan_chunked(x, dt, A, B, C, chunk_size, D=None, initial_states=None,
     M = decay.view(b, g, k, c, L, L) * CB[:, :, None]     # (b, g, k, c, L, L)
     y = M.view(b, h, c, L, L) @ xdt                       # (b, h, c, L, p)
 
-    # Chunk j's end state is needed for the chunks after it, and for the
-    # final states; the state entering chunk 0 is zero unless given.
-    last = c if return_final_states else c - 1
-    first = 0 if initial_states is not None else 1
-    final_states = None
-    if last > 0 or first < c:
-        # 2. State each chunk adds by its end (inputs decayed to the last step).
-        cs = dA_cs[:, :, :last]                           # (b, h, last, L)
-        xdt_end = (xdt[:, :, :last] * torch.exp(cs[..., -1:] - cs)[..., None]
-                   ).view(b, g, k, last, L, p)
-        chunk_states = (xdt_end.transpose(-1, -2)
-                        @ Bc[:, :, None, :last]).view(b, h, last, p, n)
-
-        # 3. Inter-chunk recurrence: a chunk's entering state, decayed over
-        # the chunk, plus what the chunk adds (c - 1 steps of (b, h, p, n)).
-        chunk_decay = torch.exp(dA_cs[..., -1])           # (b, h, c)
-        S = (xdt.new_zeros((b, h, p, n)) if initial_states is None
-             else initial_states.to(cd))                  # (b, h, p, n)
-        entering = []
-        for j in range(c):
-            if j >= first:
-                entering.append(S)
-            if j < last:
-                S = chunk_decay[:, :, j, None, None] * S + chunk_states[:, :, j]
-        final_states = S if return_final_states else None
-
-        # 4. Contribution of the state entering each chunk to its outputs.
-        if entering:
-            states_in = (entering[0].unsqueeze(2) if len(entering) == 1
-                         else torch.stack(entering, 2)
-                         ).view(b, g, k, c - first, p, n)
-            y_off = (Cc[:, :, None, first:] @ states_in.transpose(-1, -2)
-                     ).view(b, h, c - first, L, p)       # (b, h, c - first, L, p)
-            # in place: the product's backward needs its inputs only
-            y[:, :, first:] += y_off * torch.exp(dA_cs[:, :, first:])[..., None]
+    final_states = _across_chunks(y, xdt, dA_cs, Bc, Cc, g, k, n,
+                                  initial_states, return_final_states)
 
     y = y.view(b, h, c * L, p)[:, :, :l].transpose(1, 2)  # (b, l, h, p)
     if D is not None:
