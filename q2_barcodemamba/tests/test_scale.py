@@ -98,6 +98,9 @@ def test_interrupted_fit_leaves_no_artifact(tmp_path):
         if line.startswith("epoch 1/") or time.time() > deadline:
             break
     p.send_signal(signal.SIGINT)
-    p.wait(timeout=120)
+    # keep reading stderr while waiting: a child blocked on a full pipe
+    # (the --verbose progress after the loop above stopped reading) cannot
+    # reach its interrupt handler
+    p.communicate(timeout=120)
     assert p.returncode != 0
     assert set(os.listdir(tmp_path)) == before   # no clf.qza, no debris
