@@ -125,7 +125,7 @@ def _across_chunks(y, xdt, dA_cs, Bc, Cc, g, k, n, initial_states,
         # the chunk, plus what the chunk adds (c - 1 steps of (b, h, p, n)).
         chunk_decay = torch.exp(dA_cs[..., -1])           # (b, h, c)
         S = (xdt.new_zeros((b, h, p, n)) if initial_states is None
-             else initial_states.to(xdt.dtype))                  # (b, h, p, n)
+             else initial_states.to(xdt.dtype))       # (b, h, p, n)
         entering = []
         for j in range(c):
             if j >= first:
@@ -136,9 +136,8 @@ def _across_chunks(y, xdt, dA_cs, Bc, Cc, g, k, n, initial_states,
 
         # 4. Contribution of the state entering each chunk to its outputs.
         if entering:
-            states_in = (entering[0].unsqueeze(2) if len(entering) == 1
-                         else torch.stack(entering, 2)
-                         ).view(b, g, k, c - first, p, n)
+            states_in = torch.stack(entering, 2).view(b, g, k, c - first,
+                                                      p, n)
             y_off = (Cc[:, :, None, first:] @ states_in.transpose(-1, -2)
                      ).view(b, h, c - first, L, p)       # (b, h, c - first, L, p)
             # in place: the product's backward needs its inputs only
