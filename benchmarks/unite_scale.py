@@ -99,7 +99,7 @@ def section(results: dict) -> str:
          "`docs/results/unite_scale_*.json`, "
          "`docs/results/scale_memory.json`.", ""]
     for name, r in sorted(results.items()):
-        if name == "scale_memory":
+        if name in ("scale_memory", "lineage_scaling"):
             continue
         s = r["scores"]
         L += [f"### {name}", "",
@@ -151,8 +151,31 @@ def section(results: dict) -> str:
         L.append("")
         if m.get("notes"):
             L += [m["notes"], ""]
+    L += lineage_rows(results.get("lineage_scaling"))
     L.append(END)
     return "\n".join(L)
+
+
+def lineage_rows(g) -> list:
+    """The table of ``benchmarks.lineage_scaling``'s result (or none)."""
+    if not g:
+        return []
+    L = ["### Classify cost against the number of lineages", "",
+         f"`python -m benchmarks.lineage_scaling`: synthetic copies of "
+         f"`{g['classifier']}` (every lineage and its reference reads "
+         f"copied with noise; no fitting), {g['reads']:,} reads per size, "
+         "fresh process, 2 threads. reads/s after the k-mer index build, "
+         "which is reported apart (once per process).", "",
+         "| size | lineages | reference reads | load s | index build s | "
+         "reads/s | peak RSS |", "|---|---|---|---|---|---|---|"]
+    L += [f"| {r['factor']}x | {r['lineages']:,} | {r['reference_reads']:,}"
+          f" | {r['load_s']:.1f} | {r['index_s']:.1f} | "
+          f"{r['reads_per_s']:.0f} | {r['peak_rss_mib'] / 1024:.2f} GiB |"
+          for r in g["rows"]]
+    L.append("")
+    if g.get("notes"):
+        L += [g["notes"], ""]
+    return L
 
 
 def rate_text(c: dict) -> str:
@@ -184,6 +207,9 @@ def collect() -> dict:
         if f.startswith("unite_scale_") and f.endswith(".json"):
             with open(os.path.join(RESULTS, f)) as fh:
                 out[f[len("unite_scale_"):-5]] = json.load(fh)
+        if f == "lineage_scaling.json":
+            with open(os.path.join(RESULTS, f)) as fh:
+                out["lineage_scaling"] = json.load(fh)
         if f == "scale_memory.json":
             with open(os.path.join(RESULTS, f)) as fh:
                 out["scale_memory"] = json.load(fh)

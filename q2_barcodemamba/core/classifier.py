@@ -20,7 +20,7 @@ from .data import (KmerOrienter, SeenIds, batched, clean_sequence,
 from .abstention import Caller
 from .augment import AugmentConfig
 from .heads import targets
-from .inference import DEFAULT_CONFIDENCE, UNASSIGNED, truncate
+from .inference import DEFAULT_CONFIDENCE, UNASSIGNED, HeadLogits, truncate
 from .memory import ReferenceMemory
 from .regions import alternatives, cut_reference
 from .runtime import (autocast, configure, log, pad_batch, release_memory,
@@ -454,10 +454,12 @@ class TaxonomicClassifier:
                                     read_orientation)
         tokens = self.tokenizer.encode(good, self.train_config.max_length)
         bf16 = resolve_precision(precision, dev)
-        for b, z, logits in self._forward_batches(tokens, batch_size, dev,
-                                                  bf16=bf16):
+        head = self.net.heads[-1]
+        for b, z, _ in self._forward_batches(tokens, batch_size, dev,
+                                             logits=False, bf16=bf16):
             rows = [ok[i] for i in b]
-            chosen[rows], conf[rows] = caller([good[i] for i in b], z, logits)
+            chosen[rows], conf[rows] = caller([good[i] for i in b], z,
+                                              HeadLogits(z, head, bf16))
         return chosen, conf
 
     def predict(self, records: Iterable[Tuple[str, str]],
@@ -527,11 +529,13 @@ class TaxonomicClassifier:
                 # the k-mer search of batch b beside its forward pass
                 jobs[b[0]] = pool.submit(caller.kmer_neighbours,
                                          [good[i] for i in b])
-            for b, z, logits in self._forward_batches(
-                    tokens, batch_size, dev, progress, bf16=bf16,
-                    on_batch=start if pool is not None else None):
+            for b, z, _ in self._forward_batches(
+                    tokens, batch_size, dev, progress, logits=False,
+                    bf16=bf16, on_batch=start if pool is not None else None):
                 kmer = jobs.pop(b[0]).result() if pool is not None else None
-                chosen, conf = caller([good[i] for i in b], z, logits, kmer)
+                # the leaf head runs block by block inside the caller
+                chosen, conf = caller([good[i] for i in b], z, HeadLogits(
+                    z, self.net.heads[-1], bf16), kmer)
                 calls = truncate(chosen, conf, self.labels.classes,
                                  confidence)
                 for j, call in zip(b, calls):

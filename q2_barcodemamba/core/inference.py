@@ -111,10 +111,12 @@ class HeadLogits:
     embeddings ``z`` (n, D) by the network's leaf ``head``, so that a
     validation split of a UNITE-size reference never holds an
     (n, n_leaf) matrix (tens of GiB at 10^5 lineages): memory is
-    :data:`CHUNK` x n_leaf floats."""
+    :data:`CHUNK` x n_leaf floats. ``bf16``: the head under bfloat16
+    autocast (``classify --p-precision bf16``)."""
 
-    def __init__(self, z: torch.Tensor, head: torch.nn.Module):
-        self.z, self.head = z, head
+    def __init__(self, z: torch.Tensor, head: torch.nn.Module,
+                 bf16: bool = False):
+        self.z, self.head, self.bf16 = z, head, bf16
 
     def __len__(self) -> int:
         return len(self.z)
@@ -125,10 +127,12 @@ class HeadLogits:
 
     @torch.no_grad()
     def chunks(self, size: int = CHUNK):
+        from .runtime import autocast
         dev = next(self.head.parameters()).device
         for s in range(0, len(self.z), size):
-            yield slice(s, s + size), \
-                self.head(self.z[s:s + size].to(dev)).float().cpu()
+            with autocast(dev, self.bf16):
+                lg = self.head(self.z[s:s + size].to(dev))
+            yield slice(s, s + size), lg.float().cpu()
 
 
 class LeafProbs:

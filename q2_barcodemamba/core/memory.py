@@ -26,6 +26,7 @@ KMER_K = 8            # k-mer size of the sequence similarity (codes < 2**16)
 INDEX_K = 10          # k-mer size of the candidate search (fewer shared by chance)
 MAX_DF = 0.1          # k-mers in more of the reads are not searched,
 MAX_POSTING = 1000    # nor those in more reads than this (UNITE-size sets)
+CANDIDATE_ELEMENTS = 1 << 20   # queries x reference reads counted at once
 SEARCH_BLOCK = 16384  # reference reads per matrix product in the search
 _TABLE_ROWS = 32      # queries per k-mer lookup table (32 x 4**8 bytes)
 
@@ -157,9 +158,15 @@ class KmerIndex:
         self.searched = counts <= max(1.0, min(max_df * n, max_posting))
 
     def candidates(self, queries: KmerSets, m: int,
-                   block: int = 16) -> np.ndarray:
+                   block: Optional[int] = None) -> np.ndarray:
         """(B, min(m, n)) reference reads sharing the most searched k-mers
-        with each query (any order). Memory: ``block`` x n counts."""
+        with each query (any order). Memory: ``block`` x n counts
+        (default: 16 queries, fewer when that passes
+        :data:`CANDIDATE_ELEMENTS`: 2 at 430,000 reference reads, where 16
+        queries' counts were 55 MB, written fresh per block, and the
+        search took twice as long)."""
+        if block is None:
+            block = max(1, min(16, CANDIDATE_ELEMENTS // max(1, self.n)))
         B, m = len(queries), min(m, self.n)
         out = np.zeros((B, m), dtype=np.int64)
         for s in range(0, B, block):

@@ -94,6 +94,9 @@ class LeafTree:
         # first position of a class's children (after the leaves ending there)
         self.child_start = [t(s + ne) for s, ne in zip(start, n_end)]
         self.parent = [t(p) for p in parent]
+        # numpy copies for walk()'s rank loop
+        self._np = {"l2c": l2c, "start": start, "end": end,
+                    "child_start": [s + ne for s, ne in zip(start, n_end)]}
         self.n_full = 0     # reads the last walk() settled by the full walk
         self._ws = threading.local()    # cumulative()'s buffers, per thread
 
@@ -180,53 +183,65 @@ class LeafTree:
              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The result of :meth:`walk_full`, proven on the top-``k`` leaves
         of each read (see the module text); reads the bound does not settle
-        go through :meth:`walk_full`. ``n_full`` counts them."""
+        go through :meth:`walk_full`. ``n_full`` counts them. The rank loop
+        works on (B, k) numpy arrays: torch's per-operation overhead made
+        it ~2.5 ms per call, which a block of 5 reads (the walk at 417,000
+        lineages, :func:`.abstention.walk_rows`) could not amortise."""
         B, R = p.shape[0], self.n_ranks
         self.n_full = 0
         if B == 0 or self.n_leaves <= 2 * k:
             self.n_full = B
             return self.walk_full(p)
-        cs = self.cumulative(p)
-        top = p.topk(k, dim=1).indices                           # (B, k)
-        chosen = torch.full((B, R), -1, dtype=torch.long)
-        conf = torch.zeros((B, R), dtype=torch.float64)
-        sure = torch.ones(B, dtype=torch.bool)
-        alive = torch.ones((B, k), dtype=torch.bool)
-        first = torch.ones((B, 1), dtype=torch.bool)
+        cs_t = self.cumulative(p)
+        cs = cs_t.cpu().numpy()
+        top = p.topk(k, dim=1).indices.cpu().numpy()             # (B, k)
+        row = np.arange(B)
+        chosen = np.full((B, R), -1, dtype=np.int64)
+        conf = np.zeros((B, R))
+        sure = np.ones(B, dtype=bool)
+        alive = np.ones((B, k), dtype=bool)
         # the children of the root: every leaf with a rank-0 label
-        lo = torch.zeros(B, dtype=torch.long)
-        hi = torch.full((B,), self.n_leaves, dtype=torch.long)
+        lo = np.zeros(B, dtype=np.int64)
+        hi = np.full(B, self.n_leaves, dtype=np.int64)
         for r in range(R):
-            c = self.leaf_to_class[r][top]                       # (B, k)
+            c = self._np["l2c"][r][top]                          # (B, k)
             ok = alive & (c >= 0)
             # the candidate classes in ascending order, -1 (none) first:
             # each class counted once, and on a tie of masses the first
             # heaviest is the lowest class index (walk_full's rule)
-            cand = torch.where(ok, c, torch.full_like(c, -1)).sort(
-                dim=1).values
+            cand = np.sort(np.where(ok, c, -1), axis=1)
             valid = cand >= 0
-            distinct = valid & torch.cat([first, cand[:, 1:]
-                                          != cand[:, :-1]], 1)
-            m = torch.where(valid, self.mass(cs, r, cand),
-                            torch.full(c.shape, -1.0, dtype=torch.float64))
-            best_p, at = m.max(dim=1)
+            distinct = valid.copy()
+            distinct[:, 1:] &= cand[:, 1:] != cand[:, :-1]
+            cc = np.maximum(cand, 0)
+            m = np.where(valid, _np_range(cs, self._np["start"][r][cc],
+                                          self._np["end"][r][cc]), -1.0)
+            at = m.argmax(1)
+            best_p = m[row, at]
             has = valid[:, -1]
-            best_c = torch.where(has, cand.gather(1, at[:, None])[:, 0],
-                                 torch.full_like(at, -1))
-            listed = torch.where(distinct, m, torch.zeros_like(m)).sum(1)
-            children = self._range(cs, lo[:, None], hi[:, None])[:, 0]
+            best_c = np.where(has, cand[row, at], -1)
+            listed = np.where(distinct, m, 0.0).sum(1)
+            children = _np_range(cs, lo[:, None], hi[:, None])[:, 0]
             unlisted = children - listed     # bound on any other child
-            sure &= torch.where(has, best_p > unlisted + _TOL,
-                                unlisted <= 0)
+            sure &= np.where(has, best_p > unlisted + _TOL, unlisted <= 0)
             chosen[:, r] = best_c
-            conf[:, r] = torch.where(has, best_p, torch.zeros_like(best_p))
+            conf[:, r] = np.where(has, best_p, 0.0)
             alive = ok & (c == best_c[:, None])
-            bc = best_c.clamp(min=0)
-            lo = torch.where(has, self.child_start[r][bc], hi)
-            hi = torch.where(has, self.end[r][bc], hi)
-        unsure = torch.nonzero(~sure).flatten()
+            bc = np.maximum(best_c, 0)
+            lo = np.where(has, self._np["child_start"][r][bc], hi)
+            hi = np.where(has, self._np["end"][r][bc], hi)
+        chosen, conf = torch.from_numpy(chosen), torch.from_numpy(conf)
+        unsure = torch.from_numpy(np.flatnonzero(~sure))
         if len(unsure):
-            ch, cf = self.walk_full(p[unsure], cs[unsure])
-            chosen[unsure], conf[unsure] = ch, cf
+            ch, cf = self.walk_full(p[unsure], cs_t[unsure])
+            chosen[unsure], conf[unsure] = ch, cf.cpu()
         self.n_full = int(len(unsure))
         return chosen, conf
+
+
+def _np_range(cs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """:meth:`LeafTree._range` for (B, M) index arrays, in numpy."""
+    upper = np.take_along_axis(cs, np.maximum(hi - 1, 0), 1)
+    lower = np.where(lo <= 0, 0.0,
+                     np.take_along_axis(cs, np.maximum(lo - 1, 0), 1))
+    return np.where(hi <= lo, 0.0, upper - lower)
