@@ -38,6 +38,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 from benchmarks.run import DEFAULT_DATA  # noqa: E402
+from benchmarks.unite_scale import CLASSIFY_READS  # noqa: E402
 
 RESULTS = os.path.join(REPO, "docs", "results")
 DEFAULT_CLF = os.path.join(HERE, "results", "unite_scale", "its2_unite_insd",
@@ -56,14 +57,7 @@ load = time.time() - t
 t = time.time()
 clf.memory.index, clf.memory.kmers
 index = time.time() - t
-recs = list(read_fasta(sys.argv[2]))
-pick = np.random.default_rng(1).choice(len(recs), int(sys.argv[3]))
-t = time.time()
-n = sum(1 for _ in clf.predict((("q%d" % j, recs[i][1]) for j, i in
-                                enumerate(pick)), n_threads=2,
-                               progress=lambda m: None))
-dt = time.time() - t
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+""" + CLASSIFY_READS + r"""
 print(json.dumps({"reads": n, "load_s": load, "index_s": index,
                   "reads_per_s": n / dt,
                   "peak_rss_mib": int(hwm[0].split()[1]) / 1024}))

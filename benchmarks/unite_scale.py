@@ -35,14 +35,11 @@ SIZES = _sizes((100, 300, 200), (50, 150, 100))
 START, END = "<!-- scale:start -->", "<!-- scale:end -->"
 RESULTS = os.path.join(REPO, "docs", "results")
 
-CLASSIFY = r"""
-import json, sys, time
-import numpy as np
-from q2_barcodemamba.core.io import load_classifier
-from q2_barcodemamba.core.data import read_fasta
+# classify sys.argv[3] reads drawn with a seed from sys.argv[2] with the
+# loaded classifier ``clf``: sets n, dt (seconds) and hwm (/proc lines)
+CLASSIFY_READS = r"""
 recs = list(read_fasta(sys.argv[2]))
 pick = np.random.default_rng(1).choice(len(recs), int(sys.argv[3]))
-clf = load_classifier(sys.argv[1])
 t = time.time()
 n = sum(1 for _ in clf.predict((("q%d" % j, recs[i][1]) for j, i in
                                 enumerate(pick)), n_threads=2,
@@ -51,6 +48,14 @@ dt = time.time() - t
 # VmHWM, not ru_maxrss: a child started by fork + exec reports its parent's
 # ru_maxrss when that was larger
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")]
+"""
+CLASSIFY = r"""
+import json, sys, time
+import numpy as np
+from q2_barcodemamba.core.io import load_classifier
+from q2_barcodemamba.core.data import read_fasta
+clf = load_classifier(sys.argv[1])
+""" + CLASSIFY_READS + r"""
 print(json.dumps({"reads": n, "seconds": dt, "reads_per_s": n / dt,
                   "peak_rss_mib": int(hwm[0].split()[1]) / 1024}))
 """
