@@ -92,7 +92,12 @@ def test_interrupted_fit_leaves_no_artifact(tmp_path):
          # itself before the interrupt, however slow the machine
          "--p-validation-fraction", "0",
          "--p-n-threads", "1", "--o-classifier", "clf.qza", "--verbose"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+        # a test run started in the background by a non-interactive shell
+        # (`make test &`) inherits SIGINT ignored, and Python then keeps
+        # ignoring it: give the fit the default disposition, so that it
+        # turns SIGINT into KeyboardInterrupt as under a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 600
     for line in p.stderr:          # wait until training is under way
         if line.startswith("epoch 1/") or time.time() > deadline:
