@@ -189,3 +189,19 @@ def test_hold_out_genera_keeps_each_family_and_is_seeded():
     tr2, va2 = hold_out_genera(lineages, train, np.arange(0), 0.1, seed=0,
                                rank=5)
     assert np.array_equal(va, va2)
+
+
+def test_kmer_postings_equal_a_stable_argsort():
+    """The chunked counting sort of the k-mer index gives the posting
+    lists of one stable argsort of all codes, for any chunk size."""
+    from q2_barcodemamba.core.memory import _postings
+    rng = np.random.default_rng(3)
+    ref = KmerSets(random_reads(rng, 120) + ["ACGT" * 3, ""], 10)
+    index = KmerIndex(ref, max_df=1.0)
+    rows = np.repeat(np.arange(len(ref), dtype=np.int32), ref.sizes)
+    want = rows[np.argsort(ref.codes, kind="stable")]
+    np.testing.assert_array_equal(index.postings, want)
+    for chunk in (1, 50, 977, 1 << 30):
+        np.testing.assert_array_equal(_postings(ref, index.ptr, chunk), want)
+    empty = KmerSets(["AC"], 10)
+    assert len(KmerIndex(empty).postings) == 0
