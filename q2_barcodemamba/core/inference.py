@@ -13,6 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .runtime import autocast
+
 UNASSIGNED = "Unassigned"
 # confidence thresholds scored by calibration and the evaluation views
 THRESHOLDS = [round(0.05 * i, 2) for i in range(21)]
@@ -127,7 +129,6 @@ class HeadLogits:
 
     @torch.no_grad()
     def chunks(self, size: int = CHUNK):
-        from .runtime import autocast
         dev = next(self.head.parameters()).device
         for s in range(0, len(self.z), size):
             with autocast(dev, self.bf16):
