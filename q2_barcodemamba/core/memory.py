@@ -20,8 +20,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .kmers import (CANDIDATE_ELEMENTS, INDEX_K, KMER_K, MAX_DF,  # noqa: F401
-                    MAX_POSTING, KmerIndex, KmerSets, _postings)
+from .kmers import INDEX_K, MAX_DF, KmerIndex, KmerSets
 
 SEARCH_BLOCK = 16384  # reference reads per matrix product in the search
 

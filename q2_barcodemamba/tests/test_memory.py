@@ -11,8 +11,8 @@ from q2_barcodemamba.core.augment import AugmentConfig, augment_batch, vary
 from q2_barcodemamba.core.calibrator import (RankCalibrator, group_folds,
                                              out_of_fold)
 from q2_barcodemamba.core.losses import supervised_contrastive
-from q2_barcodemamba.core.memory import (KmerIndex, KmerSets,
-                                         ReferenceMemory)
+from q2_barcodemamba.core.kmers import KmerIndex, KmerSets
+from q2_barcodemamba.core.memory import ReferenceMemory
 from q2_barcodemamba.core.split import hold_out_genera
 from q2_barcodemamba.core.taxonomy import parse_taxonomy
 
@@ -194,7 +194,7 @@ def test_hold_out_genera_keeps_each_family_and_is_seeded():
 def test_kmer_postings_equal_a_stable_argsort():
     """The chunked counting sort of the k-mer index gives the posting
     lists of one stable argsort of all codes, for any chunk size."""
-    from q2_barcodemamba.core.memory import _postings
+    from q2_barcodemamba.core.kmers import _postings
     rng = np.random.default_rng(3)
     ref = KmerSets(random_reads(rng, 120) + ["ACGT" * 3, ""], 10)
     index = KmerIndex(ref, max_df=1.0)

@@ -287,7 +287,7 @@ def test_caller_in_row_blocks_equals_one_block(monkeypatch):
     candidate search likewise in blocks of any size."""
     from q2_barcodemamba.core import abstention
     from q2_barcodemamba.core.abstention import Caller
-    from q2_barcodemamba.core.memory import KmerSets
+    from q2_barcodemamba.core.kmers import KmerSets
     enc = random_encoder(1500, seed=3)
     n_leaf, n, D = len(enc.leaves), 300, 16
     torch.manual_seed(1)
