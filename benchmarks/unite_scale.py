@@ -29,6 +29,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks import accuracy  # noqa: E402
 from benchmarks.run import DEFAULT_DATA, PER_TAXON, _sizes  # noqa: E402
+from benchmarks.shortlist_probe import table as shortlist_table  # noqa: E402
 from benchmarks.splits import write_split  # noqa: E402
 
 SIZES = _sizes((100, 300, 200), (50, 150, 100))
@@ -104,7 +105,7 @@ def section(results: dict) -> str:
          "`docs/results/unite_scale_*.json`, "
          "`docs/results/scale_memory.json`.", ""]
     for name, r in sorted(results.items()):
-        if name in ("scale_memory", "lineage_scaling"):
+        if name in ("scale_memory", "lineage_scaling", "shortlist_probe"):
             continue
         s = r["scores"]
         L += [f"### {name}", "",
@@ -157,6 +158,7 @@ def section(results: dict) -> str:
         if m.get("notes"):
             L += [m["notes"], ""]
     L += lineage_rows(results.get("lineage_scaling"))
+    L += shortlist_table(results.get("shortlist_probe", {}))
     L.append(END)
     return "\n".join(L)
 
@@ -215,6 +217,10 @@ def collect() -> dict:
         if f == "lineage_scaling.json":
             with open(os.path.join(RESULTS, f)) as fh:
                 out["lineage_scaling"] = json.load(fh)
+        if f.startswith("shortlist_probe_") and f.endswith(".json"):
+            with open(os.path.join(RESULTS, f)) as fh:
+                out.setdefault("shortlist_probe", {})[
+                    f[len("shortlist_probe_"):-5]] = json.load(fh)
         if f == "scale_memory.json":
             with open(os.path.join(RESULTS, f)) as fh:
                 out["scale_memory"] = json.load(fh)

@@ -1,7 +1,7 @@
-"""Artifact factories of the usage examples (the examples themselves sit
-with their action's registration: _method_registration.py,
-_visualizer_registration.py; shown by ``--help``, rendered for the CLI and
-Artifact API, executed by the tests).
+"""Usage examples of the methods (registered in _method_registration.py;
+the visualizers' sit with their registration, _visualizer_registration.py)
+and the artifact factories of every example. Examples are shown by
+``--help``, rendered for the CLI and Artifact API and executed by the tests.
 
 The factories build small real artifacts offline from the bundled yeast
 ITS data (q2_barcodemamba/data): 300 reference reads of 6 genera.
@@ -64,3 +64,46 @@ def _backbone_factory():
         sequences=_reference_reads_factory(), epochs=1, vocab_size=128,
         n_threads=2)
     return backbone
+
+
+def pretrain_example(use):
+    seqs = use.init_artifact("unlabelled_sequences",
+                             _reference_reads_factory)
+    backbone, = use.action(
+        use.UsageAction(plugin_id="barcodemamba", action_id="pretrain"),
+        use.UsageInputs(sequences=seqs, epochs=1, vocab_size=128),
+        use.UsageOutputNames(backbone="backbone"))
+    backbone.assert_output_type("BarcodeMambaBackbone")
+
+
+def _fit_example(use, epochs: int, backbone: bool) -> None:
+    reads = use.init_artifact("reference_reads", _reference_reads_factory)
+    taxonomy = use.init_artifact("reference_taxonomy",
+                                 _reference_taxonomy_factory)
+    extra = ({"backbone": use.init_artifact("backbone", _backbone_factory)}
+             if backbone else {})
+    classifier, = use.action(
+        use.UsageAction(plugin_id="barcodemamba",
+                        action_id="fit_classifier"),
+        use.UsageInputs(reference_reads=reads, reference_taxonomy=taxonomy,
+                        **extra, epochs=epochs),
+        use.UsageOutputNames(classifier="classifier"))
+    classifier.assert_output_type("BarcodeMambaClassifier")
+
+
+def fit_classifier_example(use):
+    _fit_example(use, epochs=2, backbone=False)
+
+
+def fit_classifier_from_backbone_example(use):
+    _fit_example(use, epochs=1, backbone=True)
+
+
+def classify_example(use):
+    reads = use.init_artifact("reads", _query_reads_factory)
+    classifier = use.init_artifact("classifier", _classifier_factory)
+    classification, = use.action(
+        use.UsageAction(plugin_id="barcodemamba", action_id="classify"),
+        use.UsageInputs(reads=reads, classifier=classifier),
+        use.UsageOutputNames(classification="classification"))
+    classification.assert_output_type("FeatureData[Taxonomy]")

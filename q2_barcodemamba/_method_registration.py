@@ -1,5 +1,5 @@
-"""Registration and usage examples of the three methods (pretrain,
-fit-classifier, classify).
+"""Registration of the three methods (pretrain, fit-classifier, classify)
+with their usage examples (:mod:`._examples`).
 
 plugin_setup.py calls :func:`register_methods` once. Defaults come from the
 signatures in _methods.py (which read :mod:`.core.config`); descriptions
@@ -10,9 +10,9 @@ import re
 from qiime2.plugin import Bool, Choices, Float, Int, Range, Str
 from q2_types.feature_data import FeatureData, Sequence, Taxonomy
 
-from ._examples import (_backbone_factory, _classifier_factory,
-                        _query_reads_factory, _reference_reads_factory,
-                        _reference_taxonomy_factory)
+from ._examples import (classify_example, fit_classifier_example,
+                        fit_classifier_from_backbone_example,
+                        pretrain_example)
 from ._methods import classify, fit_classifier, pretrain
 from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
 from .core.classifier import CPU_BATCH_TOKENS, GPU_BATCH
@@ -23,49 +23,6 @@ from .core.inference import DEFAULT_CONFIDENCE
 def _sci(x: float) -> str:
     """3e-3 rather than 0.003 or 3e-03."""
     return re.sub(r"e-0*(\d)", r"e-\1", f"{x:.0e}")
-
-
-def pretrain_example(use):
-    seqs = use.init_artifact("unlabelled_sequences",
-                             _reference_reads_factory)
-    backbone, = use.action(
-        use.UsageAction(plugin_id="barcodemamba", action_id="pretrain"),
-        use.UsageInputs(sequences=seqs, epochs=1, vocab_size=128),
-        use.UsageOutputNames(backbone="backbone"))
-    backbone.assert_output_type("BarcodeMambaBackbone")
-
-
-def _fit_example(use, epochs: int, backbone: bool) -> None:
-    reads = use.init_artifact("reference_reads", _reference_reads_factory)
-    taxonomy = use.init_artifact("reference_taxonomy",
-                                 _reference_taxonomy_factory)
-    extra = ({"backbone": use.init_artifact("backbone", _backbone_factory)}
-             if backbone else {})
-    classifier, = use.action(
-        use.UsageAction(plugin_id="barcodemamba",
-                        action_id="fit_classifier"),
-        use.UsageInputs(reference_reads=reads, reference_taxonomy=taxonomy,
-                        **extra, epochs=epochs),
-        use.UsageOutputNames(classifier="classifier"))
-    classifier.assert_output_type("BarcodeMambaClassifier")
-
-
-def fit_classifier_example(use):
-    _fit_example(use, epochs=2, backbone=False)
-
-
-def fit_classifier_from_backbone_example(use):
-    _fit_example(use, epochs=1, backbone=True)
-
-
-def classify_example(use):
-    reads = use.init_artifact("reads", _query_reads_factory)
-    classifier = use.init_artifact("classifier", _classifier_factory)
-    classification, = use.action(
-        use.UsageAction(plugin_id="barcodemamba", action_id="classify"),
-        use.UsageInputs(reads=reads, classifier=classifier),
-        use.UsageOutputNames(classification="classification"))
-    classification.assert_output_type("FeatureData[Taxonomy]")
 
 
 # Knobs shared by the actions: one type and one description each.

@@ -1,8 +1,9 @@
 """The q2-barcodemamba Plugin object: registrations only.
 
 Types and formats are registered here; each action family is registered
-together with its usage examples: the methods in _method_registration.py,
-the visualizers in _visualizer_registration.py.
+together with its usage examples: the methods in _method_registration.py
+(examples in _examples.py), the visualizers in
+_visualizer_registration.py.
 """
 import importlib
 
