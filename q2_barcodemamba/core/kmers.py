@@ -116,19 +116,21 @@ class KmerIndex:
     large reference, k-mers in more than ``max_posting`` reads likewise
     (posting lists are what the search costs: on UNITE's ITS2 set,
     41,700 lineages, the cap took the search from 1.2 to 0.7 ms per read
-    and changed 9 of 5,000 calls, 0.2 %). The
-    candidates' similarities are then computed exactly with all k-mers
+    and changed 9 of 5,000 calls, 0.2 %; None: :data:`MAX_POSTING`, read
+    when the index is built). The candidates' similarities are then computed exactly with all k-mers
     (:meth:`KmerSets.jaccard`).
     """
 
-    def __init__(self, ref: KmerSets, max_df: float = 0.1,
-                 max_posting: int = MAX_POSTING):
+    def __init__(self, ref: KmerSets, max_df: float = MAX_DF,
+                 max_posting: Optional[int] = None):
         n = len(ref)
         self.n = n
         counts = np.bincount(ref.codes, minlength=4 ** ref.k)
         self.ptr = np.zeros(4 ** ref.k + 1, dtype=np.int64)
         np.cumsum(counts, out=self.ptr[1:])
         self.postings = _postings(ref, self.ptr)
+        if max_posting is None:      # read now, so that a change of the
+            max_posting = MAX_POSTING   # module constant takes effect
         self.searched = counts <= max(1.0, min(max_df * n, max_posting))
 
     def candidates(self, queries: KmerSets, m: int,

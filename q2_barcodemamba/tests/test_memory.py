@@ -205,3 +205,20 @@ def test_kmer_postings_equal_a_stable_argsort():
         np.testing.assert_array_equal(_postings(ref, index.ptr, chunk), want)
     empty = KmerSets(["AC"], 10)
     assert len(KmerIndex(empty).postings) == 0
+
+
+def test_posting_cap_reads_the_module_constant(monkeypatch):
+    """k-mers in more than MAX_POSTING reads are not searched; the cap is
+    read when an index is built (a changed constant takes effect)."""
+    from q2_barcodemamba.core import kmers
+    rng = np.random.default_rng(4)
+    reads = random_reads(rng, 60)
+    ref = KmerSets([r + "ACGTTGCAAGGT" for r in reads], 10)  # shared k-mers
+    assert KmerIndex(ref, max_df=1.0).searched.sum() > 0
+    shared = np.bincount(ref.codes, minlength=4 ** 10) >= 60
+    assert KmerIndex(ref, max_df=1.0).searched[shared].all()
+    monkeypatch.setattr(kmers, "MAX_POSTING", 59)
+    capped = KmerIndex(ref, max_df=1.0)
+    assert shared.any() and not capped.searched[shared].any()
+    assert capped.searched[~shared & (np.bincount(
+        ref.codes, minlength=4 ** 10) > 0)].all()
