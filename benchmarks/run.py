@@ -182,7 +182,7 @@ def run_dataset(name, sizes, files, args, qiime, seed):
         results[m.name] = res
         print(f"[{name}] {m.name}: right call "
               f"{res['metrics']['right_call']:.1f} %, "
-              f"{res['reads_per_second']:.0f} reads/s "
+              f"{report._f(res['reads_per_second'], 0)} reads/s "
               f"({time.time() - t:.0f} s)", flush=True)
     cal_methods = [m for m in results if m == "naive-bayes"
                    or m.startswith("barcodemamba")]
