@@ -117,8 +117,8 @@ class KmerIndex:
     (posting lists are what the search costs: on UNITE's ITS2 set,
     41,700 lineages, the cap took the search from 1.2 to 0.7 ms per read
     and changed 9 of 5,000 calls, 0.2 %; None: :data:`MAX_POSTING`, read
-    when the index is built). The candidates' similarities are then computed exactly with all k-mers
-    (:meth:`KmerSets.jaccard`).
+    when the index is built). The candidates' similarities are then
+    computed exactly with all k-mers (:meth:`KmerSets.jaccard`).
     """
 
     def __init__(self, ref: KmerSets, max_df: float = MAX_DF,
