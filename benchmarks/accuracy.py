@@ -78,8 +78,11 @@ def load_split(ds_dir: str):
     return [r[0] for r in recs], [r[1] for r in recs], tax
 
 
-def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test") -> dict:
-    """The benchmark's scores of ``clf`` on the split's ``part`` queries."""
+def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test",
+          ranks=None) -> dict:
+    """The benchmark's scores of ``clf`` on the split's ``part`` queries;
+    ``ranks``: what computes the per-rank calls of a list of reads
+    (default ``clf.predict_ranks``)."""
     split = os.path.join(ds_dir, "split")
     prefixes = metrics.reference_prefixes(read_taxonomy(
         os.path.join(split, "reference-taxonomy.tsv")))
@@ -88,7 +91,7 @@ def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test") -> dict:
     reads = dict(read_fasta(os.path.join(split, f"{part}.fasta")))
     seqs = [reads[i] for i in truth.ids]
     t = time.time()
-    chosen, conf = clf.predict_ranks(seqs)
+    chosen, conf = (ranks or clf.predict_ranks)(seqs)
     secs = time.time() - t
     labels = [[clf.labels.classes[r][c] if c >= 0 else None
                for r, c in enumerate(row)] for row in chosen]

@@ -30,6 +30,7 @@ scale section of docs/benchmarks.md (:func:`table`, through
 """
 import argparse
 import contextlib
+import functools
 import json
 import os
 import time
@@ -49,43 +50,48 @@ RESULTS = os.path.join(os.path.dirname(HERE), "docs", "results")
 
 class ShortlistLogits(HeadLogits):
     """:class:`HeadLogits` with each read's logits outside the lineages of
-    its ``n_genera`` most probable genera (genus head) set to -inf."""
+    its ``n_genera`` most probable genera (``genus_head``; ``leaf_genus``:
+    the genus of every lineage) set to -inf; counts go to ``stats``."""
 
-    # set by :func:`shortlisted` for the classifier under test
-    genus_head = leaf_genus = None
-    n_genera = 0
-    stats = {"rows": 0, "kept": 0, "dropped_genus_mass": 0.0}
+    def __init__(self, z, head, bf16=False, *, genus_head, leaf_genus,
+                 n_genera, stats):
+        super().__init__(z, head, bf16)
+        self.genus_head, self.leaf_genus = genus_head, leaf_genus
+        self.n_genera, self.stats = n_genera, stats
 
     @torch.no_grad()
     def chunks(self, size: int = CHUNK):
-        cls = ShortlistLogits
         for sl, lg in super().chunks(size):
-            g = torch.softmax(cls.genus_head(self.z[sl].float()), dim=1)
-            top = g.topk(cls.n_genera, dim=1)
+            g = torch.softmax(self.genus_head(self.z[sl].float()), dim=1)
+            top = g.topk(self.n_genera, dim=1)
             keep = torch.zeros_like(g, dtype=torch.bool)
             keep.scatter_(1, top.indices, True)
-            keep = keep[:, cls.leaf_genus]
-            cls.stats["rows"] += len(lg)
-            cls.stats["kept"] += int(keep.sum())
-            cls.stats["dropped_genus_mass"] += float(
+            keep = keep[:, self.leaf_genus]
+            self.stats["rows"] += len(lg)
+            self.stats["kept"] += int(keep.sum())
+            self.stats["dropped_genus_mass"] += float(
                 (1 - top.values.sum(1)).sum())
             yield sl, lg.masked_fill(~keep, float("-inf"))
 
 
 @contextlib.contextmanager
 def shortlisted(clf, n_genera: int):
-    """``clf.predict_ranks`` with the genus shortlist of ``n_genera``."""
+    """``clf.predict_ranks`` with the genus shortlist of ``n_genera`` (0:
+    every lineage); yields the shortlist's counts."""
+    stats = {"rows": 0, "kept": 0, "dropped_genus_mass": 0.0}
+    if not n_genera:
+        yield stats
+        return
     rank = clf.labels.rank_names.index("genus")
     if len(clf.net.heads) != len(clf.labels.rank_names) + 1:
         raise SystemExit("the classifier has no per-rank heads")
-    ShortlistLogits.genus_head = clf.net.heads[rank]
-    ShortlistLogits.leaf_genus = torch.as_tensor(
-        np.asarray(clf.labels.leaf_to_class)[rank]).clamp(min=0)
-    ShortlistLogits.n_genera = n_genera
-    ShortlistLogits.stats = {"rows": 0, "kept": 0, "dropped_genus_mass": 0.0}
-    predict.HeadLogits = ShortlistLogits
+    predict.HeadLogits = functools.partial(
+        ShortlistLogits, genus_head=clf.net.heads[rank],
+        leaf_genus=torch.as_tensor(
+            np.asarray(clf.labels.leaf_to_class)[rank]).clamp(min=0),
+        n_genera=n_genera, stats=stats)
     try:
-        yield ShortlistLogits.stats
+        yield stats
     finally:
         predict.HeadLogits = HeadLogits
 
@@ -129,47 +135,37 @@ def main():
                          f"benchmarks.unite_scale --set {args.set} first")
     clf = load_classifier(os.path.join(ds_dir, "classifier"))
     n_leaves = len(clf.labels.leaves)
-    rows, calls = [], {}
-    orig = predict.Predictor.predict_ranks
+    rows, calls = [], []
 
-    def recording(self, seqs, **kw):        # keep the per-rank calls
-        out = orig(self, seqs, **kw)
-        calls["last"] = out
-        return out
-    predict.Predictor.predict_ranks = recording
-    try:
-        for part in ("test", "val"):
-            full = None
-            for g in [0] + args.genera:
-                t = time.time()
-                ctx = shortlisted(clf, g) if g else contextlib.nullcontext(
-                    {"rows": 0})
-                with ctx as stats:
-                    s = accuracy.score(clf, ds_dir, part)
-                chosen, conf = calls["last"]
-                if full is None:
-                    full = chosen, conf
-                row = {"part": part, "genera": g or "all",
-                       "right_call": s["right_call"],
-                       "unseen_species_genus": s[
-                           "unseen_species_genus_accuracy"],
-                       "unseen_species_overcall": s["unseen_species_overcall"],
-                       "unseen_genus_family": s[
-                           "unseen_genus_family_accuracy"],
-                       "n_queries": s["n_queries"],
-                       "same_calls": float((chosen == full[0]).all(1).mean()),
-                       "max_confidence_change": float(
-                           np.abs(conf - full[1]).max()),
-                       "lineages_per_read": (stats["kept"] / stats["rows"]
-                                             if stats["rows"] else n_leaves),
-                       "genus_mass_dropped": (stats["dropped_genus_mass"]
-                                              / stats["rows"]
-                                              if stats["rows"] else 0.0),
-                       "seconds": time.time() - t}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    finally:
-        predict.Predictor.predict_ranks = orig
+    def recording(seqs):                     # keep the per-rank calls
+        calls.append(clf.predict_ranks(seqs))
+        return calls[-1]
+    for part in ("test", "val"):
+        full = None
+        for g in [0] + args.genera:
+            t = time.time()
+            with shortlisted(clf, g) as stats:
+                s = accuracy.score(clf, ds_dir, part, ranks=recording)
+            chosen, conf = calls[-1]
+            if full is None:
+                full = chosen, conf
+            row = {"part": part, "genera": g or "all",
+                   "right_call": s["right_call"],
+                   "unseen_species_genus": s["unseen_species_genus_accuracy"],
+                   "unseen_species_overcall": s["unseen_species_overcall"],
+                   "unseen_genus_family": s["unseen_genus_family_accuracy"],
+                   "n_queries": s["n_queries"],
+                   "same_calls": float((chosen == full[0]).all(1).mean()),
+                   "max_confidence_change": float(
+                       np.abs(conf - full[1]).max()),
+                   "lineages_per_read": (stats["kept"] / stats["rows"]
+                                         if stats["rows"] else n_leaves),
+                   "genus_mass_dropped": (stats["dropped_genus_mass"]
+                                          / stats["rows"]
+                                          if stats["rows"] else 0.0),
+                   "seconds": time.time() - t}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     path = os.path.join(RESULTS, f"shortlist_probe_{args.set}.json")
     notes = {}
     if os.path.exists(path):         # keep the hand-written notes
