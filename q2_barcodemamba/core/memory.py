@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .kmers import INDEX_K, MAX_DF, KmerIndex, KmerSets
+from .topk import topk
 
 SEARCH_BLOCK = 16384  # reference reads per matrix product in the search
 
@@ -154,22 +155,29 @@ class ReferenceMemory:
                                                          torch.Tensor]:
         """Exact top-``m`` cosine neighbours of the (B, D) queries ``z``:
         (indices (B, m) long, similarities (B, m) float32), most similar
-        first, on ``z``'s device. Memory: B x SEARCH_BLOCK floats."""
+        first (equal ones by reference index), on ``z``'s device. Memory:
+        B x SEARCH_BLOCK floats."""
         ref = self._on(z.device)
         q = torch.nn.functional.normalize(z.float(), dim=1).to(ref.dtype)
         m = min(m, len(self))
         best_s = best_i = None
         for s in range(0, len(self), SEARCH_BLOCK):
             sims = (q @ ref[s:s + SEARCH_BLOCK].T).float()
-            top_s, top_i = sims.topk(min(m, sims.shape[1]), dim=1)
+            top_s, top_i = topk(sims, min(m, sims.shape[1]), sorted=False)
             top_i = top_i + s
             if best_s is not None:
                 top_s = torch.cat([best_s, top_s], 1)
                 top_i = torch.cat([best_i, top_i], 1)
-                top_s, pick = top_s.topk(m, dim=1)
+                top_s, pick = top_s.topk(m, dim=1, sorted=False)
                 top_i = top_i.gather(1, pick)
             best_s, best_i = top_s, top_i
-        return best_i, best_s
+        # equal similarities (identical reference reads are common) in a
+        # fixed order, the lower reference index first, whichever order
+        # the selection returned them in: the votes take the first k
+        o = torch.argsort(best_i, dim=1)
+        best_i, best_s = best_i.gather(1, o), best_s.gather(1, o)
+        o = torch.sort(best_s, dim=1, descending=True, stable=True).indices
+        return best_i.gather(1, o), best_s.gather(1, o)
 
     def votes(self, idx: np.ndarray, sim: np.ndarray, k: int, tau: float,
               n_leaves: int) -> torch.Tensor:
