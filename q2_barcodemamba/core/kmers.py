@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .data import _batch_kmer_codes
+from .topk import topk
 
 KMER_K = 8            # k-mer size of the sequence similarity (codes < 2**16)
 INDEX_K = 10          # k-mer size of the candidate search (fewer shared by chance)
@@ -159,9 +160,12 @@ class KmerIndex:
                                             minlength=e - s), self.n)
             shared = np.bincount(key, minlength=(e - s) * self.n).reshape(
                 e - s, self.n)
-            if m < self.n:      # torch's topk: ~10x numpy's argpartition
-                out[s:e] = torch.from_numpy(shared).topk(
-                    m, dim=1, sorted=False).indices.numpy()
+            if m < self.n:      # torch's topk: ~10x numpy's argpartition;
+                # blocks of 128: on 430,000 reference reads 0.36 instead of
+                # 0.72 ms per query (on 43,000 the same as torch.topk, which
+                # topk() then uses)
+                out[s:e] = topk(torch.from_numpy(shared), m, block=128,
+                                sorted=False)[1].numpy()
             else:
                 out[s:e] = np.arange(self.n)[None, :]
         return out

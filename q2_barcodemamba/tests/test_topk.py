@@ -91,3 +91,27 @@ def test_search_orders_equal_similarities_by_reference_index():
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-6)
     # the query's own vector (repeated ~400 times) fills the top 32
     assert (results[0][1][:, 0] > 0.99).all()
+
+
+def test_kmer_candidates_on_a_large_reference():
+    """Over 65,536 reference reads the k-mer search takes the blocked
+    selection: its candidates share as many searched k-mers with the
+    query as the best m reads do (counted here by brute force)."""
+    from q2_barcodemamba.core.kmers import INDEX_K, KmerIndex, KmerSets
+    rng = np.random.default_rng(3)
+    n = 70_000
+    reads = ["".join(rng.choice(list("ACGT"), 24)) for _ in range(n)]
+    queries = [reads[i][:20] + "".join(rng.choice(list("ACGT"), 10))
+               for i in rng.integers(0, n, 3)]
+    ref = KmerSets(reads, INDEX_K)
+    index = KmerIndex(ref, max_df=1.0, max_posting=n)
+    q = KmerSets(queries, INDEX_K)
+    cand = index.candidates(q, 16)
+    for i in range(len(queries)):
+        table = np.zeros(4 ** INDEX_K, dtype=np.int64)
+        table[q.codes[q.indptr[i]:q.indptr[i + 1]]] = 1
+        shared = np.add.reduceat(table[ref.codes], ref.indptr[:-1])
+        best = np.sort(shared)[::-1][:16]
+        assert best[0] > 0
+        assert sorted(shared[cand[i]], reverse=True) == best.tolist()
+        assert len(set(cand[i].tolist())) == 16
