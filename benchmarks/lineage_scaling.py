@@ -10,6 +10,9 @@ their rows of the species and leaf heads are the original rows plus
 small Gaussian noise (2 % of the weights' standard deviation), and the
 reference memory's reads of those lineages are copied with 2 %
 random substitutions and their embeddings with a little noise (seeded).
+Leaves and species are then listed in the order a fit of that reference
+would list them (its heads' rows and memory permuted to match), so the
+lineage walk sees what it sees on a real reference of that size.
 What grows is what classify's cost depends on: lineages (leaf head,
 softmax, walk) and reference reads (k-mer and embedding search). The
 calls are not meaningful (copies are near-duplicates); the cost is.
@@ -96,6 +99,7 @@ def replicate(src: str, dst: str, factor: int, seed: int = 0) -> dict:
         t[head + ".bias"] = np.concatenate([b] + [b[rows]] * (factor - 1))
     if "memory.leaf" in t:
         _replicate_memory(t, rows_leaf, len(leaves), factor, rng)
+    _fit_order(lab, t, leaf_head, species_head)
     save_file(t, os.path.join(dst, "model.safetensors"))
     with open(os.path.join(dst, "labels.json"), "w") as fh:
         json.dump(lab, fh)
@@ -108,6 +112,33 @@ def replicate(src: str, dst: str, factor: int, seed: int = 0) -> dict:
     return {"lineages": len(lab["leaves"]),
             "reference_reads": int(len(t["memory.leaf"]))
             if "memory.leaf" in t else 0}
+
+
+def _fit_order(lab: dict, t: dict, leaf_head: str, species_head) -> None:
+    """List the leaves and last-rank classes in the order that
+    ``LabelEncoder.fit`` gives a real reference of this size (leaves in
+    the walk's tree order, classes sorted), permuting the heads' rows and
+    the memory's leaf indices to match."""
+    leaves = lab["leaves"]
+    perm = np.asarray(sorted(range(len(leaves)),
+                             key=lambda i: tuple(leaves[i].split(";"))),
+                      dtype=np.int64)
+    lab["leaves"] = [leaves[i] for i in perm]
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    if "memory.leaf" in t:
+        leaf = t["memory.leaf"]
+        t["memory.leaf"] = np.where(leaf >= 0, inv[np.maximum(leaf, 0)], -1)
+    heads = [(leaf_head, perm)]
+    if species_head is not None:
+        last = lab["classes"][-1]
+        sp = np.asarray(sorted(range(len(last)), key=last.__getitem__),
+                        dtype=np.int64)
+        lab["classes"][-1] = [last[i] for i in sp]
+        heads.append((species_head, sp))
+    for head, rows in heads:
+        for k in (".weight", ".bias"):
+            t[head + k] = np.ascontiguousarray(t[head + k][rows])
 
 
 def _replicate_memory(t: dict, full: np.ndarray, n_leaves: int, factor: int,

@@ -110,7 +110,15 @@ class LabelEncoder:
                           [f"rank{i + 1}" for i in range(n_ranks)])
         classes = [sorted({";".join(lin[:r + 1]) for lin in lineages
                            if len(lin) > r}) for r in range(n_ranks)]
-        leaves = sorted({";".join(lin) for lin in lineages if lin})
+        # leaves sorted by their label tuples: the tree order of
+        # walk.LeafTree (the leaves below a taxon contiguous, those ending
+        # at it first), so the walk needs no gather into that order.
+        # Sorting the joined strings agrees except where a label is a
+        # prefix of a sibling's followed by a character below ';'
+        # ("g__A" vs "g__A-1"); none of the shared references has one.
+        leaves = [";".join(lin) for lin in sorted({tuple(lin)
+                                                    for lin in lineages
+                                                    if lin})]
         return cls(rank_names, classes, leaves)
 
     @property

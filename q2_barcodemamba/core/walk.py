@@ -92,6 +92,10 @@ class LeafTree:
             parent.append(par)
         t = torch.as_tensor
         self.order = t(order)
+        # a label encoder fitted by this package lists its leaves in tree
+        # order already (LabelEncoder.fit): the gather into tree order
+        # (0.57 ms of the walk's ~1 ms per read at 417,000 leaves) is skipped
+        self.identity = bool(np.array_equal(order, np.arange(n)))
         self.leaf_to_class = t(l2c)
         self.start = [t(s) for s in start]
         self.end = [t(e) for e in end]
@@ -113,18 +117,24 @@ class LeafTree:
         threshold, and a fresh allocation per batch, page faults included,
         cost 4x the sums themselves."""
         if p.dtype != torch.float32 or p.device.type != "cpu":
-            return torch.cumsum(torch.index_select(p, 1, self.order)
-                                .double(), 1)
+            if not self.identity:
+                p = torch.index_select(p, 1, self.order.to(p.device))
+            return torch.cumsum(p.double(), 1)
         B, n = p.shape
         bufs = getattr(self._ws, "bufs", None)
-        if bufs is None or bufs[0].shape[0] < B or bufs[0].shape[1] != n:
-            bufs = self._ws.bufs = (torch.empty((B, n)),
-                                    torch.empty((B, n), dtype=torch.float64))
-        f32, f64 = bufs[0][:B], bufs[1][:B]
-        # index_select, then the conversion, then cumsum: 3x faster than
-        # fancy indexing and a cumsum that converts on the fly
-        torch.index_select(p, 1, self.order, out=f32)
-        f64.copy_(f32)
+        if bufs is None or bufs[1].shape[0] < B or bufs[1].shape[1] != n:
+            bufs = self._ws.bufs = (
+                None if self.identity else torch.empty((B, n)),
+                torch.empty((B, n), dtype=torch.float64))
+        f64 = bufs[1][:B]
+        if self.identity:
+            f64.copy_(p)
+        else:
+            # index_select, then the conversion, then cumsum: 3x faster
+            # than fancy indexing and a cumsum that converts on the fly
+            f32 = bufs[0][:B]
+            torch.index_select(p, 1, self.order, out=f32)
+            f64.copy_(f32)
         return f64.cumsum_(1)
 
     @staticmethod

@@ -33,9 +33,12 @@ def summed_walk(p: torch.Tensor, l2c: torch.Tensor, n_classes):
     return chosen, conf
 
 
-def random_encoder(n: int, seed: int = 0) -> LabelEncoder:
+def random_encoder(n: int, seed: int = 0, shuffled: bool = False
+                   ) -> LabelEncoder:
     """A random 6-rank taxonomy of about ``n`` lineages, a fifth of them
-    ending above species (genus-level records)."""
+    ending above species (genus-level records); ``shuffled``: its leaves
+    listed in a random order (as an encoder not fitted by
+    ``LabelEncoder.fit`` may list them), not in tree order."""
     rng = np.random.default_rng(seed)
     lins = set()
     for _ in range(n):
@@ -44,7 +47,12 @@ def random_encoder(n: int, seed: int = 0) -> LabelEncoder:
             lin.append(f"{lin[-1]}_{rng.integers(b)}")
         depth = int(rng.integers(3, 6)) if rng.random() < 0.2 else 6
         lins.add(tuple(lin[:depth]))
-    return LabelEncoder.fit(sorted(lins), 6)
+    enc = LabelEncoder.fit(sorted(lins), 6)
+    if shuffled:
+        leaves = list(np.random.default_rng(seed + 1)
+                      .permutation(enc.leaves))
+        enc = LabelEncoder(enc.rank_names, enc.classes, leaves)
+    return enc
 
 
 def negligible(chosen, conf):
@@ -55,10 +63,13 @@ def negligible(chosen, conf):
     return chosen, conf
 
 
-@pytest.mark.parametrize("scale", [0.3, 1.0, 3.0, 10.0, 30.0])
-def test_topk_walk_is_the_summed_walk(scale):
-    enc = random_encoder(3000)
+@pytest.mark.parametrize("scale,shuffled", [
+    (0.3, False), (1.0, False), (3.0, False), (10.0, False), (30.0, False),
+    (0.3, True), (10.0, True)])
+def test_topk_walk_is_the_summed_walk(scale, shuffled):
+    enc = random_encoder(3000, shuffled=shuffled)
     tree = LeafTree(enc.leaf_to_class, enc.n_classes)
+    assert tree.identity is not shuffled     # the gather is skipped or not
     assert len(enc.leaves) > 2 * 64          # the top-k path is taken
     torch.manual_seed(int(scale * 10))
     p = torch.softmax(torch.randn(400, len(enc.leaves)) * scale, 1)
@@ -92,8 +103,25 @@ def test_topk_walk_on_sparse_rows_and_genus_leaves():
     torch.testing.assert_close(got[1], want[1], atol=1e-9, rtol=0)
 
 
-def test_leaf_tree_ranges_and_chosen_mass():
-    enc = random_encoder(500)
+def test_fit_lists_leaves_in_tree_order():
+    """LabelEncoder.fit sorts leaves by their label tuples, the walk's tree
+    order, also where a label is a sibling's prefix followed by a
+    character that sorts below ';' (joined strings would interleave)."""
+    lins = [("k__F", "p__A", "c__x"), ("k__F", "p__A-1", "c__y"),
+            ("k__F", "p__A"), ("k__F", "p__A 2", "c__z"),
+            ("k__F1", "p__B", "c__w"), ("k__F", "p__A", "c__v"),
+            ("k__F.", "p__C")]
+    enc = LabelEncoder.fit(lins, 3)
+    assert sorted(";".join(x) for x in lins) != enc.leaves
+    tree = LeafTree(enc.leaf_to_class, enc.n_classes)
+    assert tree.identity
+    assert enc.leaves[:3] == ["k__F;p__A", "k__F;p__A;c__v",
+                              "k__F;p__A;c__x"]
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_leaf_tree_ranges_and_chosen_mass(shuffled):
+    enc = random_encoder(500, shuffled=shuffled)
     tree = LeafTree(enc.leaf_to_class, enc.n_classes)
     pos = torch.empty(len(enc.leaves), dtype=torch.long)
     pos[tree.order] = torch.arange(len(enc.leaves))
