@@ -25,7 +25,8 @@ Two kinds of variants:
 * recalibrated: the default network (same seed) with one part of what is
   built after training turned off (``no-kmer``: embedding neighbours only;
   ``summed``: the mixture's summed probability as the confidence, no
-  calibrator). The epoch of those networks was still chosen with the whole
+  calibrator; ``learned``: the per-rank calibrator always; ``auto``: the
+  one of the two with more right calls on the fit's validation split). The epoch of those networks was still chosen with the whole
   classifier, so they isolate what each part adds at classify time.
 """
 import argparse
@@ -43,7 +44,7 @@ from q2_barcodemamba.core.data import read_fasta
 from q2_barcodemamba.core.heads import targets
 from q2_barcodemamba.core.memory import ReferenceMemory
 from q2_barcodemamba.core.taxonomy import parse_taxonomy
-from q2_barcodemamba.core.validation import Validation
+from q2_barcodemamba.core.validation import Rows, Validation
 
 from . import metrics
 from .splits import read_taxonomy, read_truth
@@ -54,7 +55,9 @@ REFIT = {"default": {}, "no-memory": {"memory": False},
          "select-val-loss": {"select": "val_loss"},
          "augment": {"augment": 0.5}}
 RECAL = {"no-kmer": {"kmer_similarity": False},
-         "summed": {"abstention": "summed"}}
+         "summed": {"abstention": "summed"},
+         "learned": {"abstention": "learned"},
+         "auto": {"abstention": "auto"}}
 LABELS = {
     "default": "default (all parts on)",
     "no-contrastive": "no contrastive term (refit)",
@@ -65,6 +68,9 @@ LABELS = {
     "no-kmer": "memory without k-mer similarity (same network)",
     "summed": "summed probability as confidence, no calibrator "
               "(same network)",
+    "learned": "learned calibrator as confidence, always (same network)",
+    "auto": "calibrator or summed probability, whichever validation "
+            "prefers (same network)",
 }
 SCORES = ("right_call", "seen_species_accuracy",
           "unseen_species_genus_accuracy", "unseen_species_overcall",
@@ -110,23 +116,34 @@ def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test",
 def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
                 ) -> TaxonomicClassifier:
     """``clf``'s network with the calibration and memory of a classifier
-    fitted with ``overrides`` (same split, same seed)."""
+    fitted with ``overrides`` (same split, same seed): the reads go through
+    what ``TaxonomicClassifier.fit`` does before its calibration (query
+    region, split, and the ITS1/ITS2 amplicons that memory and validation
+    add, ``validation.Rows``). Until 2026-12-03 the amplicons were left
+    out, so the recalibrated variants of full-ITS references were
+    calibrated and searched without them."""
     out = TaxonomicClassifier(clf.preset_name, clf.model_config,
                               replace(clf.train_config, **overrides))
     out.tokenizer, out.labels, out.net = clf.tokenizer, clf.labels, clf.net
     out.orienter, out.summary = clf.orienter, clf.summary
-    tc = out.train_config
-    seqs = check_reference(ids, seqs, tax, tc.min_length, lambda m: None)
+    tc, quiet = out.train_config, (lambda m: None)
+    seqs = check_reference(ids, seqs, tax, tc.min_length, quiet)
+    seqs = out._query_region(seqs, quiet)
     lineages = parse_taxonomy(ids, [tax[i] for i in ids])
     train_idx, val_idx = out._split(seqs, lineages,
-                                    len(clf.labels.rank_names),
-                                    lambda m: None)
+                                    len(clf.labels.rank_names), quiet)
     y = targets(clf.labels, lineages)
-    val = Validation(out, seqs, lineages, y, train_idx, val_idx)
-    z, _ = out._embed_all(out.tokenizer.encode(seqs, tc.max_length),
+    rows = Rows(seqs, tc, val_idx, quiet)
+    y_rows = y[rows.parent]
+    val = Validation(out, rows.seqs, [lineages[i] for i in rows.parent],
+                     y_rows, rows.of(train_idx, memory=True),
+                     rows.of(val_idx), quiet)
+    z, _ = out._embed_all(out.tokenizer.encode(rows.seqs, tc.max_length),
                           logits=False)
-    out.calibration = val.calibrate(out.net, z, lambda m: None)
-    out.memory = (ReferenceMemory.build(z, y[:, -1], seqs) if tc.memory
+    out.calibration = val.calibrate(out.net, z, quiet)
+    m = rows.n_memory
+    out.memory = (ReferenceMemory.build(z[:m], y_rows[:m, -1],
+                                        rows.seqs[:m]) if tc.memory
                   else None)
     return out
 
@@ -180,7 +197,8 @@ def run_variant(ds_dir, variant, seed, threads, data, cache) -> dict:
     res = {"variant": variant, "seed": seed, "fit_seconds": fit_s,
            "best_epoch": clf.summary.get("best_epoch"),
            "calibration": {k: clf.calibration.get(k) for k in (
-               "mixture", "best_confidence", "temperature", "score")},
+               "mixture", "best_confidence", "temperature", "score",
+               "abstention", "scores")},
            "artifact_mib": artifact_mib(clf),
            "test": score(clf, ds_dir, "test")}
     return res
