@@ -121,7 +121,7 @@ def _register_fit_classifier(plugin, citations) -> None:
             "class_weight_power": Float % Range(0, 1, inclusive_end=True),
             "reference_memory": Bool,
             "kmer_similarity": Bool,
-            "abstention": Str % Choices(["learned", "summed"]),
+            "abstention": Str % Choices(["learned", "summed", "auto"]),
             "contrastive_weight": Float % Range(0, None),
             "augment": Float % Range(0, 1, inclusive_end=True),
             "region_cutouts": Bool,
@@ -215,7 +215,9 @@ def _register_fit_classifier(plugin, citations) -> None:
                           "validation split (summed probability, nearest "
                           "read's similarity and its lead over other taxa). "
                           "'summed': the summed lineage probability, as "
-                          "classify-sklearn reports.",
+                          "classify-sklearn reports. 'auto': whichever of "
+                          "the two makes more right calls on the "
+                          "validation split.",
             "contrastive_weight": "Weight of a supervised contrastive term "
                                   "that pulls reads of one species (and, "
                                   "half as strongly, one genus) together in "

@@ -117,6 +117,11 @@ def abstention_overview(cal: dict, clf) -> list:
                  "learned per-rank calibrator (P(call right)) on "
                  + ", ".join(cb["features"]) if cb else
                  "summed lineage probability"))
+    scores = cal.get("scores") or {}
+    if len(scores) > 1:     # --p-abstention auto: what the choice rested on
+        rows.append(("Confidence chosen on validation (best right-call "
+                     "rate of each)", "confidence-choice",
+                     ", ".join(f"{k} {v:.3f}" for k, v in scores.items())))
     return rows
 
 

@@ -157,7 +157,7 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
                    y: np.ndarray, groups: Sequence[str],
                    grid: Sequence[Mixture],
                    features: Sequence[str] = FEATURES,
-                   learned: bool = True, n_folds: int = 5, seed: int = 0,
+                   learned=True, n_folds: int = 5, seed: int = 0,
                    progress: Optional[Callable[[str], None]] = None
                    ) -> dict:
     """Choose the mixture, fit the calibrator and pick the threshold on
@@ -168,9 +168,18 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
     training classes (-1 where the reference cannot know the rank),
     ``groups`` their species (reads of one species share a fold).
     ``learned=False``: the confidence is the summed probability (no
-    calibrator). Returns the JSON-ready calibration fields (``mixture``,
-    ``calibrator``, ``features``, ``thresholds``, ``right_call_rate``,
-    ``best_confidence``) and ``score``, the best right-call rate."""
+    calibrator); ``learned="auto"``: whichever of the two makes more right
+    calls on these reads (the calibrator's out-of-fold, the summed
+    probability's at its best threshold; the calibrator on a tie), chosen
+    with the mixture. Returns the JSON-ready calibration fields
+    (``mixture``, ``calibrator``, ``features``, ``thresholds``,
+    ``right_call_rate``, ``best_confidence``), ``abstention`` (the
+    confidence chosen: "learned" or "summed"), ``score``, the best
+    right-call rate, and ``scores``, the best of each kind tried."""
+    if learned not in (True, False, "auto"):
+        raise ValueError(f"learned must be True, False or 'auto', not "
+                         f"{learned!r}.")
+    kinds = [True, False] if learned == "auto" else [bool(learned)]
     tree = LeafTree(labels.leaf_to_class, labels.n_classes)
     ref_cls = (reference_classes(labels.leaf_to_class, memory)
                if memory is not None else None)
@@ -178,43 +187,52 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
     n, R = y.shape
     chosen = np.full((len(grid), n, R), -1, dtype=np.int64)
     mass = np.zeros((len(grid), n, R))
-    X = np.zeros((len(grid), n, R, len(features))) if learned else None
+    X = np.zeros((len(grid), n, R, len(features))) if True in kinds \
+        else None
     # chunks outside, mixtures inside: each chunk's probabilities once
     for sl, p in chunks_of(p_net):
         nb_s = nb.take(sl) if nb is not None else None
         for m, mix in enumerate(grid):
             c, ms = walk(mix.probs(p, nb_s, memory), tree)
             chosen[m, sl], mass[m, sl] = c, ms
-            if learned:
+            if X is not None:
                 X[m, sl] = rank_evidence(features, c, ms, nb_s, ref_cls, p,
                                          tree)
-    best = None
-    for m, mix in enumerate(grid):
-        right = (chosen[m] == y) & (y >= 0)
-        valid = chosen[m] >= 0
-        conf = (out_of_fold(X[m], right, valid, features, folds)
-                if learned else mass[m])
-        curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
-        i = int(np.argmax(curve))
-        if best is None or curve[i] > best["score"] + 1e-9:
-            best = {"score": curve[i], "mixture": mix, "curve": curve,
-                    "threshold": THRESHOLDS[i], "m": m, "right": right,
-                    "valid": valid}
+    best, scores = None, {}
+    for kind in kinds:
+        name = "learned" if kind else "summed"
+        for m, mix in enumerate(grid):
+            right = (chosen[m] == y) & (y >= 0)
+            valid = chosen[m] >= 0
+            conf = (out_of_fold(X[m], right, valid, features, folds)
+                    if kind else mass[m])
+            curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
+            i = int(np.argmax(curve))
+            scores[name] = max(scores.get(name, -1.0), float(curve[i]))
+            if best is None or curve[i] > best["score"] + 1e-9:
+                best = {"score": curve[i], "mixture": mix, "curve": curve,
+                        "threshold": THRESHOLDS[i], "m": m, "right": right,
+                        "valid": valid, "learned": kind}
+    learned = best["learned"]
     calibrator = (RankCalibrator.fit(X[best["m"]], best["right"], features,
                                      best["valid"]).to_dict()
                   if learned else None)
     mix = best["mixture"]
     if progress is not None:
+        tried = (" (" + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+                 + ")" if len(kinds) > 1 else "")
         progress(f"abstention: mixture network {mix.net:g} / k-mer "
                  f"neighbours {mix.kmer:g} / embedding neighbours "
                  f"{mix.emb:g} (k {mix.k}, tau {mix.tau:g}), "
-                 f"{'learned' if learned else 'summed'} confidence; "
+                 f"{'learned' if learned else 'summed'} confidence{tried}; "
                  f"right-call rate on validation {best['score']:.3f} at "
                  f"confidence {best['threshold']}")
     return {"mixture": mix.to_dict(), "calibrator": calibrator,
             "features": list(features) if learned else ["mass"],
             "thresholds": THRESHOLDS, "right_call_rate": best["curve"],
-            "best_confidence": best["threshold"], "score": best["score"]}
+            "best_confidence": best["threshold"], "score": best["score"],
+            "abstention": "learned" if learned else "summed",
+            "scores": scores}
 
 
 def epoch_grid(use_kmer: bool) -> List[Mixture]:

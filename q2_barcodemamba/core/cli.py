@@ -148,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--no-kmer-similarity", action="store_true",
                    default=not _T.kmer_similarity)
     f.add_argument("--abstention", default=_T.abstention,
-                   choices=("learned", "summed"))
+                   choices=("learned", "summed", "auto"))
     f.add_argument("--contrastive-weight", type=float,
                    default=_T.contrastive_weight)
     f.add_argument("--augment", type=float, default=_T.augment)

@@ -8,6 +8,7 @@ here. Presets follow the model sizes of BarcodeMamba+ (arXiv 2512.15931);
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
+ABSTENTION = ("learned", "summed", "auto")   # TrainConfig.abstention
 PRECISIONS = ("fp32", "bf16")   # network arithmetic: float32 | bfloat16 autocast
 
 SCRATCH_LR = 3e-3   # measured best of {1e-3, 3e-3, 1e-2} from random weights
@@ -125,8 +126,10 @@ class TrainConfig:
     memory: bool = True          # reference memory: every read with its
                                  # embedding; neighbours vote
     kmer_similarity: bool = True  # neighbours by k-mer Jaccard index too
-    abstention: str = "learned"  # learned: per-rank calibrator gives the
+    abstention: str = "auto"     # learned: per-rank calibrator gives the
                                  # confidence | summed: summed probability
+                                 # | auto: the one with more validation
+                                 # right calls (docs/accuracy.md)
     contrastive_weight: float = 0.5  # supervised contrastive term (species,
                                  # half weight genus) beside the heads
     contrastive_temperature: float = 0.1
@@ -167,9 +170,9 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, "
                              f"not {self.precision!r}.")
-        if self.abstention not in ("learned", "summed"):
-            raise ValueError(f"abstention must be 'learned' or 'summed', "
-                             f"not {self.abstention!r}.")
+        if self.abstention not in ABSTENTION:
+            raise ValueError(f"abstention must be 'learned', 'summed' or "
+                             f"'auto', not {self.abstention!r}.")
         for name in ("validation_fraction", "unseen_genus_fraction",
                      "augment", "region_augment"):
             if not 0.0 <= getattr(self, name) <= 1.0:

@@ -120,7 +120,8 @@ class Validation:
         self.groups = [";".join(lineages[i]) for i in val_idx]
         self.vseqs = [seqs[i] for i in val_idx]
         self.kmer = tc.memory and tc.kmer_similarity
-        self.learned = tc.abstention == "learned"
+        self.learned = {"learned": True, "summed": False,
+                        "auto": "auto"}[tc.abstention]
         self.features = features_for(tc.memory, tc.kmer_similarity)
         self.memory = self.nb = None
         if tc.memory and len(val_idx):
@@ -141,10 +142,13 @@ class Validation:
         if len(self.pick) < len(z):
             z = z[torch.as_tensor(self.pick)]
         temp, p = self._probs(HeadLogits(z, net.heads[-1]))
+        # "auto" chooses its confidence once, in calibrate(): the epoch is
+        # chosen by the calibrated classifier's right calls, as "learned"
+        # chooses it (so both train the same network for a seed)
         res = fit_abstention(
             p, self.nb, self.memory, self.labels, self.y_val, self.groups,
             epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
-            self.learned)
+            True if self.learned == "auto" else self.learned)
         return {"right_call": res["score"], "temperature": temp}
 
     def calibrate(self, net, z: torch.Tensor, progress) -> dict:

@@ -59,10 +59,14 @@ def test_memory_and_learned_abstention_beat_the_network_alone():
     seqs = [clean_sequence(s, i) for i, s in zip(ids, raw)]
     lineages = parse_taxonomy(ids, [tax[i] for i in ids])
     ref, query = grouped_split(seqs, lineages, 0.15, seed=3)
-    tc = TrainConfig(epochs=3, random_seed=0, n_threads=2)
+    # the calibrator always (the default "auto" may choose the summed
+    # probability on validation)
+    tc = TrainConfig(epochs=3, random_seed=0, n_threads=2,
+                     abstention="learned")
     clf = TaxonomicClassifier("tiny", train_config=tc).fit(
         [ids[i] for i in ref], [seqs[i] for i in ref],
         {ids[i]: tax[ids[i]] for i in ref}, progress=lambda m: None)
+    assert clf.calibration["abstention"] == "learned"
     q_seqs = [seqs[i] for i in query]
     y, _ = clf.labels.encode([lineages[i] for i in query])
     chosen, conf = clf.predict_ranks(q_seqs)

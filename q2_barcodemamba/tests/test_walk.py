@@ -180,6 +180,45 @@ def test_chunked_validation_equals_whole_matrices():
     assert whole["calibrator"] == pytest.approx(chunk["calibrator"])
 
 
+def test_auto_abstention_is_the_better_of_learned_and_summed():
+    """learned="auto" returns what the better of the calibrator and the
+    summed probability returns alone (mixture, threshold, calibrator or
+    none), scored on the same validation reads."""
+    enc = random_encoder(800, seed=4)
+    n_leaf, n, D = len(enc.leaves), 600, 16
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    leaf = rng.integers(0, n_leaf, n)
+    y = enc.leaf_to_class.T[leaf].copy()
+    y[rng.random(n) < 0.3, -1] = -1             # unseen species
+    # network probabilities that point at the right leaf for some reads
+    logits = torch.randn(n, n_leaf)
+    logits[torch.arange(n), torch.as_tensor(leaf)] += \
+        torch.as_tensor(rng.random(n) * 8, dtype=torch.float32)
+    p = torch.softmax(logits, 1)
+    seqs = ["".join(rng.choice(list("ACGT"), 80)) for _ in range(300)]
+    memory = ReferenceMemory.build(torch.randn(300, D),
+                                   rng.integers(0, n_leaf, 300), seqs)
+    nb = Neighbours(rng.integers(0, 300, (n, 20)),
+                    np.sort(rng.random((n, 20)))[:, ::-1].copy(),
+                    rng.integers(0, 300, (n, 8)),
+                    np.sort(rng.random((n, 8)))[:, ::-1].copy())
+    groups = [str(g) for g in leaf]
+    grid = default_grid(True, True)[:4] + [Mixture()]
+    res = {k: fit_abstention(p, nb, memory, enc, y, groups, grid, learned=k)
+           for k in (True, False, "auto")}
+    auto = res["auto"]
+    assert auto["scores"] == pytest.approx(
+        {"learned": res[True]["score"], "summed": res[False]["score"]})
+    win = True if res[True]["score"] >= res[False]["score"] - 1e-9 else False
+    assert auto["abstention"] == ("learned" if win else "summed")
+    for key in ("mixture", "best_confidence", "score", "features"):
+        assert auto[key] == res[win][key]
+    assert (auto["calibrator"] is None) is (not win)
+    with pytest.raises(ValueError, match="learned must be"):
+        fit_abstention(p, nb, memory, enc, y, groups, grid, learned="yes")
+
+
 def test_prefetch_and_bf16_paths_on_cpu():
     """The GPU path's two switches, run on a CPU: preparing the next chunk
     in a background thread changes nothing (same calls, same order, same
