@@ -198,21 +198,7 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
             if X is not None:
                 X[m, sl] = rank_evidence(features, c, ms, nb_s, ref_cls, p,
                                          tree)
-    best, scores = None, {}
-    for kind in kinds:
-        name = "learned" if kind else "summed"
-        for m, mix in enumerate(grid):
-            right = (chosen[m] == y) & (y >= 0)
-            valid = chosen[m] >= 0
-            conf = (out_of_fold(X[m], right, valid, features, folds)
-                    if kind else mass[m])
-            curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
-            i = int(np.argmax(curve))
-            scores[name] = max(scores.get(name, -1.0), float(curve[i]))
-            if best is None or curve[i] > best["score"] + 1e-9:
-                best = {"score": curve[i], "mixture": mix, "curve": curve,
-                        "threshold": THRESHOLDS[i], "m": m, "right": right,
-                        "valid": valid, "learned": kind}
+    best, scores = _best(grid, kinds, chosen, mass, X, y, features, folds)
     learned = best["learned"]
     calibrator = (RankCalibrator.fit(X[best["m"]], best["right"], features,
                                      best["valid"]).to_dict()
@@ -233,6 +219,28 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
             "best_confidence": best["threshold"], "score": best["score"],
             "abstention": "learned" if learned else "summed",
             "scores": scores}
+
+
+def _best(grid, kinds, chosen, mass, X, y, features, folds):
+    """The (mixture, confidence kind) of :func:`fit_abstention` with the
+    most right calls at its best threshold (the first on a tie), and the
+    best score of each kind ("learned": out-of-fold calibrator, "summed")."""
+    best, scores = None, {}
+    for kind in kinds:
+        name = "learned" if kind else "summed"
+        for m, mix in enumerate(grid):
+            right = (chosen[m] == y) & (y >= 0)
+            valid = chosen[m] >= 0
+            conf = (out_of_fold(X[m], right, valid, features, folds)
+                    if kind else mass[m])
+            curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
+            i = int(np.argmax(curve))
+            scores[name] = max(scores.get(name, -1.0), float(curve[i]))
+            if best is None or curve[i] > best["score"] + 1e-9:
+                best = {"score": curve[i], "mixture": mix, "curve": curve,
+                        "threshold": THRESHOLDS[i], "m": m, "right": right,
+                        "valid": valid, "learned": kind}
+    return best, scores
 
 
 def epoch_grid(use_kmer: bool) -> List[Mixture]:

@@ -141,6 +141,20 @@ def test_leaf_tree_ranges_and_chosen_mass(shuffled):
         LeafTree(bad, [enc.n_classes[0], 2] + enc.n_classes[2:])
 
 
+def random_neighbours(rng, n: int, n_leaf: int, D: int):
+    """A memory of 300 random reads of random lineages and random
+    neighbours (20 by k-mers, 8 by embedding, sorted similarities) of
+    ``n`` queries in it."""
+    seqs = ["".join(rng.choice(list("ACGT"), 80)) for _ in range(300)]
+    memory = ReferenceMemory.build(torch.randn(300, D),
+                                   rng.integers(0, n_leaf, 300), seqs)
+    nb = Neighbours(rng.integers(0, 300, (n, 20)),
+                    np.sort(rng.random((n, 20)))[:, ::-1].copy(),
+                    rng.integers(0, 300, (n, 8)),
+                    np.sort(rng.random((n, 8)))[:, ::-1].copy())
+    return memory, nb
+
+
 def test_chunked_validation_equals_whole_matrices():
     """fit_temperature and fit_abstention from a chunked HeadLogits (what
     fitting uses, no (n, n_leaf) matrix) equal the results from whole
@@ -161,13 +175,7 @@ def test_chunked_validation_equals_whole_matrices():
     t_chunk = fit_temperature(HeadLogits(z, head), y, enc.leaf_to_class,
                               enc.n_classes)
     assert t_whole == t_chunk
-    seqs = ["".join(rng.choice(list("ACGT"), 80)) for _ in range(300)]
-    memory = ReferenceMemory.build(torch.randn(300, D),
-                                   rng.integers(0, n_leaf, 300), seqs)
-    nb = Neighbours(rng.integers(0, 300, (n, 20)),
-                    np.sort(rng.random((n, 20)))[:, ::-1].copy(),
-                    rng.integers(0, 300, (n, 8)),
-                    np.sort(rng.random((n, 8)))[:, ::-1].copy())
+    memory, nb = random_neighbours(rng, n, n_leaf, D)
     groups = [str(g) for g in leaf]
     grid = default_grid(True, True)[:6] + [Mixture()]
     whole = fit_abstention(torch.softmax(logits / t_whole, 1), nb, memory,
@@ -196,13 +204,7 @@ def test_auto_abstention_is_the_better_of_learned_and_summed():
     logits[torch.arange(n), torch.as_tensor(leaf)] += \
         torch.as_tensor(rng.random(n) * 8, dtype=torch.float32)
     p = torch.softmax(logits, 1)
-    seqs = ["".join(rng.choice(list("ACGT"), 80)) for _ in range(300)]
-    memory = ReferenceMemory.build(torch.randn(300, D),
-                                   rng.integers(0, n_leaf, 300), seqs)
-    nb = Neighbours(rng.integers(0, 300, (n, 20)),
-                    np.sort(rng.random((n, 20)))[:, ::-1].copy(),
-                    rng.integers(0, 300, (n, 8)),
-                    np.sort(rng.random((n, 8)))[:, ::-1].copy())
+    memory, nb = random_neighbours(rng, n, n_leaf, D)
     groups = [str(g) for g in leaf]
     grid = default_grid(True, True)[:4] + [Mixture()]
     res = {k: fit_abstention(p, nb, memory, enc, y, groups, grid, learned=k)
