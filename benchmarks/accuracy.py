@@ -26,8 +26,9 @@ Two kinds of variants:
   built after training turned off (``no-kmer``: embedding neighbours only;
   ``summed``: the mixture's summed probability as the confidence, no
   calibrator; ``learned``: the per-rank calibrator always; ``auto``: the
-  one of the two with more right calls on the fit's validation split). The epoch of those networks was still chosen with the whole
-  classifier, so they isolate what each part adds at classify time.
+  one of the two with more right calls on the fit's validation split).
+  The epoch of those networks was still chosen with the whole classifier,
+  so they isolate what each part adds at classify time.
 """
 import argparse
 import json
@@ -37,14 +38,9 @@ import tempfile
 import time
 from dataclasses import replace
 
-from q2_barcodemamba.core.classifier import (TaxonomicClassifier,
-                                             check_reference)
+from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.config import TrainConfig
 from q2_barcodemamba.core.data import read_fasta
-from q2_barcodemamba.core.heads import targets
-from q2_barcodemamba.core.memory import ReferenceMemory
-from q2_barcodemamba.core.taxonomy import parse_taxonomy
-from q2_barcodemamba.core.validation import Rows, Validation
 
 from . import metrics
 from .splits import read_taxonomy, read_truth
@@ -116,35 +112,25 @@ def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test",
 def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
                 ) -> TaxonomicClassifier:
     """``clf``'s network with the calibration and memory of a classifier
-    fitted with ``overrides`` (same split, same seed): the reads go through
-    what ``TaxonomicClassifier.fit`` does before its calibration (query
-    region, split, and the ITS1/ITS2 amplicons that memory and validation
-    add, ``validation.Rows``). Until 2026-12-03 the amplicons were left
-    out, so the recalibrated variants of full-ITS references were
-    calibrated and searched without them."""
+    fitted with ``overrides`` (same split, same seed). The reads go through
+    the steps of ``TaxonomicClassifier.fit`` themselves (``_reference``,
+    ``_split``, ``_validation``, ``_memory``), so the two cannot drift:
+    until 2026-12-03 this function had its own copy, which left out the
+    ITS1/ITS2 amplicons that memory and validation add."""
     out = TaxonomicClassifier(clf.preset_name, clf.model_config,
                               replace(clf.train_config, **overrides))
     out.tokenizer, out.labels, out.net = clf.tokenizer, clf.labels, clf.net
     out.orienter, out.summary = clf.orienter, clf.summary
-    tc, quiet = out.train_config, (lambda m: None)
-    seqs = check_reference(ids, seqs, tax, tc.min_length, quiet)
-    seqs = out._query_region(seqs, quiet)
-    lineages = parse_taxonomy(ids, [tax[i] for i in ids])
+    quiet = (lambda m: None)
+    seqs, lineages = out._reference(ids, seqs, tax, quiet)
     train_idx, val_idx = out._split(seqs, lineages,
                                     len(clf.labels.rank_names), quiet)
-    y = targets(clf.labels, lineages)
-    rows = Rows(seqs, tc, val_idx, quiet)
-    y_rows = y[rows.parent]
-    val = Validation(out, rows.seqs, [lineages[i] for i in rows.parent],
-                     y_rows, rows.of(train_idx, memory=True),
-                     rows.of(val_idx), quiet)
-    z, _ = out._embed_all(out.tokenizer.encode(rows.seqs, tc.max_length),
-                          logits=False)
+    y, rows, val = out._validation(seqs, lineages, train_idx, val_idx,
+                                   quiet)
+    z, _ = out._embed_all(out.tokenizer.encode(
+        rows.seqs, out.train_config.max_length), logits=False)
     out.calibration = val.calibrate(out.net, z, quiet)
-    m = rows.n_memory
-    out.memory = (ReferenceMemory.build(z[:m], y_rows[:m, -1],
-                                        rows.seqs[:m]) if tc.memory
-                  else None)
+    out.memory = out._memory(z, rows, y)
     return out
 
 

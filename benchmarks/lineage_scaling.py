@@ -42,6 +42,7 @@ sys.path.insert(0, REPO)
 
 from benchmarks.run import DEFAULT_DATA  # noqa: E402
 from benchmarks.unite_scale import CLASSIFY_READS  # noqa: E402
+from q2_barcodemamba.core.taxonomy import LabelEncoder  # noqa: E402
 
 RESULTS = os.path.join(REPO, "docs", "results")
 DEFAULT_CLF = os.path.join(HERE, "results", "unite_scale", "its2_unite_insd",
@@ -120,10 +121,11 @@ def _fit_order(lab: dict, t: dict, leaf_head: str, species_head) -> None:
     the walk's tree order, classes sorted), permuting the heads' rows and
     the memory's leaf indices to match."""
     leaves = lab["leaves"]
-    perm = np.asarray(sorted(range(len(leaves)),
-                             key=lambda i: tuple(leaves[i].split(";"))),
-                      dtype=np.int64)
-    lab["leaves"] = [leaves[i] for i in perm]
+    enc = LabelEncoder.fit([tuple(x.split(";")) for x in leaves],
+                           len(lab["classes"]), lab["rank_names"])
+    pos = {x: i for i, x in enumerate(leaves)}
+    perm = np.asarray([pos[x] for x in enc.leaves], dtype=np.int64)
+    lab["leaves"] = enc.leaves
     inv = np.empty_like(perm)
     inv[perm] = np.arange(len(perm))
     if "memory.leaf" in t:
@@ -131,10 +133,10 @@ def _fit_order(lab: dict, t: dict, leaf_head: str, species_head) -> None:
         t["memory.leaf"] = np.where(leaf >= 0, inv[np.maximum(leaf, 0)], -1)
     heads = [(leaf_head, perm)]
     if species_head is not None:
-        last = lab["classes"][-1]
-        sp = np.asarray(sorted(range(len(last)), key=last.__getitem__),
-                        dtype=np.int64)
-        lab["classes"][-1] = [last[i] for i in sp]
+        last = {x: i for i, x in enumerate(lab["classes"][-1])}
+        sp = np.asarray([last[x] for x in enc.classes[-1]], dtype=np.int64)
+        assert len(sp) == len(last), "species classes are not the leaves"
+        lab["classes"][-1] = enc.classes[-1]
         heads.append((species_head, sp))
     for head, rows in heads:
         for k in (".weight", ".bias"):

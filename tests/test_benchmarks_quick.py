@@ -213,5 +213,76 @@ class TestBenchmarksQuick(unittest.TestCase):
                 self.assertEqual(fh.read(8), b"\x89PNG\r\n\x1a\n")
 
 
+class TestRecalibrate(unittest.TestCase):
+    """``benchmarks.accuracy.recalibrate`` goes through fit's own steps:
+    with no overrides it gives back the fitted classifier's calibration and
+    memory (the "same network" ablation rows rest on this; a copy of fit's
+    data preparation once drifted from it)."""
+
+    def test_no_overrides_reproduce_the_fitted_classifier(self):
+        import numpy as np
+        from q2_barcodemamba.tests.helpers import (small_reference,
+                                                   tiny_classifier)
+        clf = tiny_classifier()
+        ids, seqs, tax = small_reference()
+        out = _bench_module("accuracy").recalibrate(clf, ids, seqs, tax)
+        self.assertIs(out.net, clf.net)
+        self.assertEqual(len(out.memory), len(clf.memory))
+        self.assertGreater(len(clf.memory), len(ids))  # amplicons kept
+        np.testing.assert_array_equal(out.memory.leaf, clf.memory.leaf)
+        np.testing.assert_allclose(out.memory.embeddings.float(),
+                                   clf.memory.embeddings.float(), atol=1e-3)
+        a, b = out.calibration, clf.calibration
+        self.assertEqual(a["mixture"], b["mixture"])
+        self.assertEqual(a["abstention"], b["abstention"])
+        self.assertAlmostEqual(a["temperature"], b["temperature"], places=4)
+        self.assertEqual(a["best_confidence"], b["best_confidence"])
+        self.assertAlmostEqual(a["score"], b["score"], places=6)
+        wrong = _bench_module("accuracy").recalibrate(
+            clf, ids, seqs, tax, region_cutouts=False)
+        self.assertEqual(len(wrong.memory), len(ids))
+
+
+class TestLineageScaling(unittest.TestCase):
+    """``benchmarks.lineage_scaling.replicate`` lists the synthetic
+    lineages as ``LabelEncoder.fit`` would (the walk's identity order) and
+    moves every head row and memory leaf index with its lineage."""
+
+    def test_replicate_keeps_rows_with_their_lineages(self):
+        import numpy as np
+        from q2_barcodemamba.core.io import load_classifier, save_classifier
+        from q2_barcodemamba.core.taxonomy import LabelEncoder
+        from q2_barcodemamba.core.walk import LeafTree
+        from q2_barcodemamba.tests.helpers import tiny_classifier
+        clf = tiny_classifier()
+        with tempfile.TemporaryDirectory() as d:
+            save_classifier(clf, os.path.join(d, "src"))
+            sizes = _bench_module("lineage_scaling").replicate(
+                os.path.join(d, "src"), os.path.join(d, "dst"), 3)
+            big = load_classifier(os.path.join(d, "dst"))
+        lab, old = big.labels, clf.labels
+        self.assertEqual(sizes["lineages"], len(lab.leaves))
+        self.assertGreater(len(lab.leaves), 2 * len(old.leaves))
+        again = LabelEncoder.fit([tuple(x.split(";")) for x in lab.leaves],
+                                 len(lab.rank_names), lab.rank_names)
+        self.assertEqual(again.leaves, lab.leaves)
+        self.assertEqual(again.classes, lab.classes)
+        self.assertTrue(LeafTree(lab.leaf_to_class, lab.n_classes).identity)
+        new_at = {x: i for i, x in enumerate(lab.leaves)}
+        rows = [new_at[x] for x in old.leaves]
+        sp_at = {x: i for i, x in enumerate(lab.classes[-1])}
+        sp_rows = [sp_at[x] for x in old.classes[-1]]
+        for h, r in ((-1, rows), (len(old.rank_names) - 1, sp_rows)):
+            a, b = big.net.heads[h], clf.net.heads[h]
+            np.testing.assert_array_equal(a.weight.detach()[r].numpy(),
+                                          b.weight.detach().numpy())
+            np.testing.assert_array_equal(a.bias.detach()[r].numpy(),
+                                          b.bias.detach().numpy())
+        kept = clf.memory.leaf >= 0
+        got = big.memory.leaf[:len(clf.memory)][kept].numpy()
+        want = np.asarray(rows)[clf.memory.leaf[kept].numpy()]
+        np.testing.assert_array_equal(got, want)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -127,9 +127,7 @@ class TaxonomicClassifier(Predictor):
                 tc, learning_rate=FINETUNE_LR if backbone is not None
                 else SCRATCH_LR)
         t_start = time.time()
-        seqs = check_reference(ids, seqs, taxonomy, tc.min_length, progress)
-        seqs = self._query_region(seqs, progress)
-        lineages = parse_taxonomy(ids, [taxonomy[i] for i in ids])
+        seqs, lineages = self._reference(ids, seqs, taxonomy, progress)
         warn_conflicts(lineages)
         # classes come from all reads, so the memory (and a refit) know the
         # held-out species too; validation targets only know training taxa
@@ -138,18 +136,14 @@ class TaxonomicClassifier(Predictor):
         n_ranks = len(self.labels.rank_names)
         train_idx, val_idx = self._split(seqs, lineages, n_ranks, progress)
         cfg, init_state = self._start(backbone, seqs, progress)
-        y = targets(self.labels, lineages)                    # (n, R + 1)
-        # rows: every read, then the amplicons cut from them (regions.py);
-        # the network trains on reads, memory and validation use both
-        rows = Rows(seqs, tc, val_idx, progress)
+        y, rows, val = self._validation(seqs, lineages, train_idx, val_idx,
+                                        progress)
         tokens = self.tokenizer.encode(rows.seqs, tc.max_length)
-        y_rows, lin_rows = y[rows.parent], [lineages[i] for i in rows.parent]
-        tr_rows, va_rows = rows.of(train_idx, memory=True), rows.of(val_idx)
-        val = Validation(self, rows.seqs, lin_rows, y_rows, tr_rows,
-                          va_rows, progress)
+        va_rows = rows.of(val_idx)
         net, history = fit_network(
             cfg, tc, self.labels, [tokens[i] for i in train_idx],
-            y[train_idx], [tokens[i] for i in va_rows], y_rows[va_rows],
+            y[train_idx], [tokens[i] for i in va_rows],
+            y[rows.parent[va_rows]],
             progress, init_state=init_state,
             score=val.score if len(val_idx) else None,
             variants=self._variants(seqs, train_idx))
@@ -162,10 +156,7 @@ class TaxonomicClassifier(Predictor):
                 cfg, tokens[:len(seqs)], y, best_epoch, init_state,
                 progress)
             z, _ = self._embed_all(tokens, logits=False)
-        m = rows.n_memory
-        self.memory = (ReferenceMemory.build(z[:m], y_rows[:m, -1],
-                                             rows.seqs[:m])
-                       if tc.memory else None)
+        self.memory = self._memory(z, rows, y)
         self.orienter = KmerOrienter.fit(seqs)
         self.summary = {
             "n_reference_reads": len(seqs), "n_train": int(len(train_idx)),
@@ -177,12 +168,47 @@ class TaxonomicClassifier(Predictor):
             "memory_reads": len(self.memory) if self.memory else 0,
             "region_cutouts": rows.counts,
             "query_region": self.query_pair,
-            "read_length_range": [int(min(map(len, rows.seqs[:m]))),
-                                  int(max(map(len, rows.seqs[:m])))],
+            "read_length_range": [
+                min(map(len, rows.seqs[:rows.n_memory])),
+                max(map(len, rows.seqs[:rows.n_memory]))],
             "history": history, "train_seconds": time.time() - t_start,
             "heads": tc.heads, "backbone": self.backbone_info,
         }
         return self
+
+    def _reference(self, ids, seqs, taxonomy, progress
+                   ) -> Tuple[List[str], List[tuple]]:
+        """The checked reference reads cut to the query region, and their
+        lineages."""
+        seqs = check_reference(ids, seqs, taxonomy,
+                               self.train_config.min_length, progress)
+        return (self._query_region(seqs, progress),
+                parse_taxonomy(ids, [taxonomy[i] for i in ids]))
+
+    def _validation(self, seqs, lineages, train_idx, val_idx, progress
+                    ) -> Tuple[np.ndarray, Rows, Validation]:
+        """Targets of the reads (n, R + 1), the rows of memory and
+        validation (every read, then the amplicons cut from them, then the
+        validation copies with errors: :class:`.validation.Rows`) and the
+        :class:`.validation.Validation` of the split. The network trains
+        on reads; memory and validation use the rows. Fitting and
+        ``benchmarks.accuracy.recalibrate`` both come through here."""
+        y = targets(self.labels, lineages)
+        rows = Rows(seqs, self.train_config, val_idx, progress)
+        val = Validation(self, rows.seqs, [lineages[i] for i in rows.parent],
+                         y[rows.parent], rows.of(train_idx, memory=True),
+                         rows.of(val_idx), progress)
+        return y, rows, val
+
+    def _memory(self, z: torch.Tensor, rows: Rows, y: np.ndarray
+                ) -> Optional[ReferenceMemory]:
+        """The reference memory of the rows' embeddings ``z`` (reads and
+        amplicons, no copies with errors); None when turned off."""
+        if not self.train_config.memory:
+            return None
+        m = rows.n_memory
+        return ReferenceMemory.build(z[:m], y[rows.parent[:m], -1],
+                                     rows.seqs[:m])
 
     def _query_region(self, seqs: List[str], progress) -> List[str]:
         """The reference cut to ``query_region``'s amplicon (reads where it

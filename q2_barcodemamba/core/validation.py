@@ -120,8 +120,9 @@ class Validation:
         self.groups = [";".join(lineages[i]) for i in val_idx]
         self.vseqs = [seqs[i] for i in val_idx]
         self.kmer = tc.memory and tc.kmer_similarity
-        self.learned = {"learned": True, "summed": False,
-                        "auto": "auto"}[tc.abstention]
+        # fit_abstention's ``learned``: True, False or "auto"
+        self.learned = ("auto" if tc.abstention == "auto"
+                        else tc.abstention == "learned")
         self.features = features_for(tc.memory, tc.kmer_similarity)
         self.memory = self.nb = None
         if tc.memory and len(val_idx):
@@ -148,7 +149,7 @@ class Validation:
         res = fit_abstention(
             p, self.nb, self.memory, self.labels, self.y_val, self.groups,
             epoch_grid(self.kmer), self.features if self.kmer else ("mass",),
-            True if self.learned == "auto" else self.learned)
+            self.learned is not False)
         return {"right_call": res["score"], "temperature": temp}
 
     def calibrate(self, net, z: torch.Tensor, progress) -> dict:

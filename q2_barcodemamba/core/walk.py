@@ -31,7 +31,7 @@ over every leaf at every rank. This is the pruning that beam search uses
 for hierarchical softmaxes (Morin & Bengio 2005), made exact by the bound.
 """
 import threading
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -107,6 +107,7 @@ class LeafTree:
                     "child_start": [s + ne for s, ne in zip(start, n_end)]}
         self.n_full = 0     # reads the last walk() settled by the full walk
         self._ws = threading.local()    # cumulative()'s buffers, per thread
+        self._orders: Dict[torch.device, torch.Tensor] = {}
 
     def cumulative(self, p: torch.Tensor) -> torch.Tensor:
         """(B, n_leaf) float64 cumulative sums of ``p`` in tree order.
@@ -118,7 +119,10 @@ class LeafTree:
         cost 4x the sums themselves."""
         if p.dtype != torch.float32 or p.device.type != "cpu":
             if not self.identity:
-                p = torch.index_select(p, 1, self.order.to(p.device))
+                order = self._orders.get(p.device)
+                if order is None:   # copied to a GPU once, not per batch
+                    order = self._orders[p.device] = self.order.to(p.device)
+                p = torch.index_select(p, 1, order)
             return torch.cumsum(p.double(), 1)
         B, n = p.shape
         bufs = getattr(self._ws, "bufs", None)
