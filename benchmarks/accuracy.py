@@ -26,7 +26,9 @@ Two kinds of variants:
   built after training turned off (``no-kmer``: embedding neighbours only;
   ``summed``: the mixture's summed probability as the confidence, no
   calibrator; ``learned``: the per-rank calibrator always; ``auto``: the
-  one of the two with more right calls on the fit's validation split).
+  one of the two with more right calls on the fit's validation split;
+  ``no-cutouts``: memory and validation without the ITS1/ITS2 amplicons
+  cut from the reference reads).
   The epoch of those networks was still chosen with the whole classifier,
   so they isolate what each part adds at classify time.
 """
@@ -53,7 +55,8 @@ REFIT = {"default": {}, "no-memory": {"memory": False},
 RECAL = {"no-kmer": {"kmer_similarity": False},
          "summed": {"abstention": "summed"},
          "learned": {"abstention": "learned"},
-         "auto": {"abstention": "auto"}}
+         "auto": {"abstention": "auto"},
+         "no-cutouts": {"region_cutouts": False}}
 LABELS = {
     "default": "default (all parts on)",
     "no-contrastive": "no contrastive term (refit)",
@@ -148,13 +151,21 @@ def default_classifier(ds_dir, ids, seqs, tax, seed, threads, cache):
     key = ("default", seed)
     if key in cache:
         return cache[key], None
+    from q2_barcodemamba.core.io import load_classifier, save_classifier
     qza = os.path.join(ds_dir, "methods", "barcodemamba", "classifier.qza")
+    # the default network of each seed is kept, so that recalibrated
+    # variants asked for later need no refit
+    kept = os.path.join(ds_dir, "accuracy", f"default-s{seed}.classifier")
     if seed == 0 and os.path.exists(qza):
         import qiime2
         clf = qiime2.Artifact.load(qza).view(TaxonomicClassifier)
         fit_s = clf.summary.get("train_seconds")
+    elif os.path.isdir(kept):
+        clf = load_classifier(kept)
+        fit_s = clf.summary.get("train_seconds")
     else:
         clf, fit_s = fit(ids, seqs, tax, seed, threads, {})
+        save_classifier(clf, kept)
     cache[key] = clf
     return clf, fit_s
 

@@ -233,9 +233,10 @@ def _register_fit_classifier(plugin, citations) -> None:
                               "ITS86F/ITS3/5.8S-Fun-ITS4) to the reference "
                               "memory and to validation, so one classifier "
                               "fitted on full ITS serves ITS1 and ITS2 "
-                              "amplicons too. A reference that is already "
-                              "one region has no such sites and is "
-                              "unchanged.",
+                              "amplicons too. A single-region reference "
+                              "(under half of its reads hold both ITS1 and "
+                              "ITS2, e.g. ITS1 reads with a few full-ITS "
+                              "ones) is left unchanged.",
             "region_augment": "Share of training reads replaced each epoch "
                               "by one of their ITS1/ITS2 amplicons (cut "
                               "with each primer of the common pairs). 0 "

@@ -106,6 +106,29 @@ def test_noisy_validation_copies_are_seeded_and_never_in_a_memory(reads):
     assert {r for r in rows.of(val) if r >= 30} == set(range(30, 39))
 
 
+def test_single_region_references_get_no_cutouts(reads):
+    """Amplicons join memory and validation only when most reads hold
+    every region: full-ITS reads do, their ITS2 amplicons (a single-region
+    reference with a few full-ITS reads among them) do not."""
+    from q2_barcodemamba.core.regions import cutouts
+    from q2_barcodemamba.core.validation import MULTI_REGION, Rows
+    parent, cut, region = cutouts(list(reads[:10]), 20)
+    its2 = [a for a, r in zip(cut, region) if r == "ITS2"]
+    assert len(its2) == 10
+    msgs = []
+    mixed = its2[:8] + list(reads[:2])      # 20 % full ITS
+    rows = Rows(mixed, TrainConfig(validation_errors=0.0), np.array([0]),
+                msgs.append)
+    assert rows.seqs == mixed and rows.n_memory == 10
+    assert sum(rows.counts.values()) == 0
+    assert any("single-region reference" in m for m in msgs)
+    k = int(np.ceil(MULTI_REGION * 10))     # enough full-ITS reads
+    rows = Rows(its2[:10 - k] + list(reads[:k]),
+                TrainConfig(validation_errors=0.0), np.array([0]),
+                lambda m: None)
+    assert rows.n_memory == 10 + 2 * k
+
+
 def test_query_region_is_checked():
     TrainConfig(query_region="fITS7-ITS4").validate()
     TrainConfig(query_region="any").validate()
