@@ -13,6 +13,7 @@ losses that are sums over tokens are normalised by the global token count,
 which makes the update identical to the single-process one (up to floating
 point summation order). Only rank 0 writes files and prints progress.
 """
+import atexit
 import os
 
 import torch
@@ -45,11 +46,22 @@ def setup(device: torch.device) -> torch.device:
     if not is_distributed():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        atexit.register(teardown)
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
     return device
+
+
+def teardown() -> None:
+    """Leave the process group; :func:`setup` registers it to run at exit.
+    Without it gloo's threads were torn down with the interpreter, and a
+    process could abort (SIGABRT, "terminate called without an active
+    exception") after its work was done: seen once in the two-process
+    test of 2026-12-03."""
+    if is_distributed():
+        dist.destroy_process_group()
 
 
 def shard(batch, r: int = None, n: int = None):
