@@ -22,19 +22,9 @@ bases) and a window position matches when ``read & primer != 0``. An ``N``
 (or any other ambiguity code) in the *read* matches nothing, i.e. counts as
 a mismatch, so a run of unknown bases never produces a site by itself.
 
-Primers (all 5'->3'):
-
-* SSU, forward: ITS1F (Gardes & Bruns 1993, ``gardes1993its1f``); ITS1 and
-  ITS5 (White et al. 1990, ``white1990its``);
-* 5.8S, reverse: ITS2 (White et al. 1990);
-* 5.8S, forward: ITS3 (White et al. 1990); fITS7 and gITS7 (Ihrmark et al.
-  2012, ``ihrmark2012fits7``); ITS86F (Turenne et al. 1999,
-  ``turenne1999its86``, as used by Op De Beeck et al. 2014,
-  ``opdebeeck2014its86f``); 5.8S-Fun (Taylor et al. 2016,
-  ``taylor2016itsfun``);
-* LSU, reverse: ITS4 (White et al. 1990); ITS4-Fun (Taylor et al. 2016).
-
-The keys in parentheses are entries of ``q2_barcodemamba/citations.bib``.
+The primers and the named regions they amplify are listed, with their
+references, in :mod:`.primer_table`. The keys in parentheses are entries
+of ``q2_barcodemamba/citations.bib``.
 Standard library and numpy only.
 """
 import functools
@@ -44,44 +34,15 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+# the catalogue: primer sequences, named regions, primer directions
+from .primer_table import FORWARD as _FORWARD
+from .primer_table import INNER as _INNER
+from .primer_table import PRIMERS, REGIONS
+from .primer_table import REGION_REQUIRED as _REGION_REQUIRED
+from .primer_table import REVERSE as _REVERSE
+
 __all__ = ["PRIMERS", "REGIONS", "Site", "PrimerPair", "reverse_complement",
            "find_site", "parse_region", "amplicon", "cut_reads"]
-
-PRIMERS: Dict[str, str] = {
-    # forward, SSU (ITS1 side)
-    "ITS1F": "CTTGGTCATTTAGAGGAAGTAA",        # Gardes & Bruns 1993
-    "ITS1": "TCCGTAGGTGAACCTGCGG",            # White et al. 1990
-    "ITS5": "GGAAGTAAAAGTCGTAACAAGG",         # White et al. 1990
-    # reverse, 5.8S
-    "ITS2": "GCTGCGTTCTTCATCGATGC",           # White et al. 1990
-    # forward, 5.8S (ITS2 side)
-    "ITS3": "GCATCGATGAAGAACGCAGC",           # White et al. 1990
-    "fITS7": "GTGARTCATCGAATCTTTG",           # Ihrmark et al. 2012
-    "gITS7": "GTGARTCATCGARTCTTTG",           # Ihrmark et al. 2012
-    "ITS86F": "GTGAATCATCGAATCTTTGAA",        # Turenne 1999; Op De Beeck 2014
-    "5.8S-Fun": "AACTTTYRRCAAYGGATCWCT",      # Taylor et al. 2016
-    # reverse, LSU
-    "ITS4": "TCCTCCGCTTATTGATATGC",           # White et al. 1990
-    "ITS4-Fun": "AGCCTCCGCTTATTGATATGCTTAART",  # Taylor et al. 2016
-}
-
-REGIONS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
-    "ITS1": (("ITS1F", "ITS1", "ITS5"), ("ITS2",)),
-    "ITS2": (("fITS7", "gITS7", "ITS86F", "ITS3", "5.8S-Fun"),
-             ("ITS4", "ITS4-Fun")),
-}
-
-# (require_forward, require_reverse) of the named regions: the primer in the
-# 5.8S must bind; the SSU/LSU one may be missing (ITSx-trimmed references
-# stop at the region boundaries), the amplicon then runs to the read end.
-_REGION_REQUIRED = {"ITS1": (False, True), "ITS2": (True, False)}
-
-# Primers binding in the 5.8S (required in a named pair) and the direction
-# of every known primer (a named pair must use a forward, then a reverse).
-_INNER = frozenset({"ITS2", "ITS3", "fITS7", "gITS7", "ITS86F", "5.8S-Fun"})
-_FORWARD = frozenset({"ITS1F", "ITS1", "ITS5", "ITS3", "fITS7", "gITS7",
-                      "ITS86F", "5.8S-Fun"})
-_REVERSE = frozenset({"ITS2", "ITS4", "ITS4-Fun"})
 
 _IUPAC: Dict[str, int] = {
     "A": 1, "C": 2, "G": 4, "T": 8, "U": 8,
