@@ -30,7 +30,11 @@ Two kinds of variants:
   ``no-cutouts``: memory and validation without the ITS1/ITS2 amplicons
   cut from the reference reads).
   The epoch of those networks was still chosen with the whole classifier,
-  so they isolate what each part adds at classify time.
+  so they isolate what each part adds at classify time;
+* classify-time query mixes: ``novel-<species>[-<genera>]`` classifies
+  with ``novel_species``/``novel_genera`` set (e.g. ``novel-0.8``,
+  ``novel-0.8-0.3``), ``novel-true`` with the shares of the split's own
+  test queries (what a user who knew them would set).
 """
 import argparse
 import json
@@ -84,10 +88,11 @@ def load_split(ds_dir: str):
 
 
 def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test",
-          ranks=None) -> dict:
+          ranks=None, calibration=None) -> dict:
     """The benchmark's scores of ``clf`` on the split's ``part`` queries;
     ``ranks``: what computes the per-rank calls of a list of reads
-    (default ``clf.predict_ranks``)."""
+    (default ``clf.predict_ranks``); ``calibration``: the one whose
+    threshold applies (default ``clf.calibration``)."""
     split = os.path.join(ds_dir, "split")
     prefixes = metrics.reference_prefixes(read_taxonomy(
         os.path.join(split, "reference-taxonomy.tsv")))
@@ -100,7 +105,7 @@ def score(clf: TaxonomicClassifier, ds_dir: str, part: str = "test",
     secs = time.time() - t
     labels = [[clf.labels.classes[r][c] if c >= 0 else None
                for r, c in enumerate(row)] for row in chosen]
-    thr = float(clf.calibration.get("best_confidence", 0.7))
+    thr = float((calibration or clf.calibration).get("best_confidence", 0.7))
     m = metrics.evaluate(truth, dict(zip(truth.ids, metrics.calls_at(
         labels, conf, thr))))
     out = {k: m[k] for k in SCORES}
@@ -133,6 +138,7 @@ def recalibrate(clf: TaxonomicClassifier, ids, seqs, tax, **overrides
     z, _ = out._embed_all(out.tokenizer.encode(
         rows.seqs, out.train_config.max_length), logits=False)
     out.calibration = val.calibrate(out.net, z, quiet)
+    out.evidence = val.evidence or None
     out.memory = out._memory(z, rows, y)
     return out
 
@@ -180,8 +186,52 @@ def fit(ids, seqs, tax, seed, threads, overrides):
     return clf, time.time() - t
 
 
+def novel_mix(variant: str, ds_dir: str):
+    """(novel_species, novel_genera) of a classify-time variant
+    ``novel-<species share>[-<genus share>]``, or ``novel-true``: the
+    shares of the split's test queries (what a user who knew them would
+    set)."""
+    spec = variant[len("novel-"):]
+    if spec == "true":
+        cats = [c for _, c in read_truth(os.path.join(
+            ds_dir, "split", "test-truth.tsv")).values()]
+        genera = cats.count("unseen_genus") / len(cats)
+        return cats.count("unseen_species") / len(cats) + genera, genera
+    parts = [float(x) for x in spec.split("-")]
+    return parts[0], (parts[1] if len(parts) > 1 else None)
+
+
+def run_novel(ds_dir, variant, seed, threads, data, cache) -> dict:
+    """The default network and calibration of ``seed`` classifying the
+    test queries with the query mix of ``variant`` (:func:`novel_mix`).
+    A default network saved before format 3 is recalibrated as fitted
+    (same calibration) to get its validation evidence."""
+    ids, seqs, tax = data
+    base, _ = default_classifier(ds_dir, ids, seqs, tax, seed, threads,
+                                 cache)
+    if base.evidence is None:
+        key = ("evidence", seed)
+        if key not in cache:
+            cache[key] = recalibrate(base, ids, seqs, tax)
+        base = cache[key]
+    ns, ng = novel_mix(variant, ds_dir)
+    cal = base.calibration_for(ns, ng)
+    return {"variant": variant, "seed": seed, "fit_seconds": None,
+            "novel_species": ns, "novel_genera": ng,
+            "best_epoch": base.summary.get("best_epoch"),
+            "calibration": {k: cal.get(k) for k in (
+                "mixture", "best_confidence", "temperature", "score",
+                "abstention", "scores")},
+            "artifact_mib": None,
+            "test": score(base, ds_dir, "test", ranks=lambda r: (
+                base.predict_ranks(r, novel_species=ns, novel_genera=ng)),
+                calibration=cal)}
+
+
 def run_variant(ds_dir, variant, seed, threads, data, cache) -> dict:
     ids, seqs, tax = data
+    if variant.startswith("novel-"):
+        return run_novel(ds_dir, variant, seed, threads, data, cache)
     if variant in RECAL:
         base, _ = default_classifier(ds_dir, ids, seqs, tax, seed, threads,
                                      cache)

@@ -18,6 +18,7 @@ from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
 from .core.classifier import CPU_BATCH_TOKENS, GPU_BATCH
 from .core.config import PRECISIONS, PRESETS, SCRATCH_LR, TrainConfig
 from .core.inference import DEFAULT_CONFIDENCE
+from .core.predict import MIN_MIX_SHIFT
 
 
 def _sci(x: float) -> str:
@@ -313,6 +314,8 @@ def _register_classify(plugin, citations) -> None:
                                                "reverse-complement"]),
             "batch_size": Int % Range(1, None) | Str % Choices(["auto"]),
             "precision": Str % Choices(list(PRECISIONS)),
+            "novel_species": Float % Range(0, 1, inclusive_end=True),
+            "novel_genera": Float % Range(0, 1, inclusive_end=True),
             **SHARED_PARAMETERS,
         },
         outputs=[("classification", FeatureData[Taxonomy])],
@@ -348,6 +351,26 @@ def _register_classify(plugin, citations) -> None:
                          "of 2,000 calls of UNITE ITS2 reads in our CPU "
                          "measurement (docs/gpu.md); not yet measured on a "
                          "GPU.",
+            "novel_species": "The share of the reads you expect to come "
+                             "from species missing in the reference (e.g. "
+                             "0.8 for environmental reads against a "
+                             "reference of mostly one read per species). "
+                             "The confidence, its calibrator and the 'auto' "
+                             "threshold are then chosen again on the "
+                             "classifier's validation reads weighted to that "
+                             "mix (a change of prior, Saerens et al. 2002): "
+                             "a larger share makes species calls rarer and "
+                             "genus calls more frequent. Unset, or within "
+                             f"{MIN_MIX_SHIFT:g} of the validation split's "
+                             "mix (about 0.45; summarize-classifier says), "
+                             "the fitted calibration is kept. Set it only "
+                             "for samples mostly of missing species: "
+                             "overstating it costs right calls. Needs a "
+                             "classifier fitted with 0.5.0 or later.",
+            "novel_genera": "With novel-species: the share of the reads "
+                            "expected from genera missing in the reference "
+                            "(at most novel-species). Unset: the validation "
+                            "split's part of novel-species.",
             **SHARED_DESCRIPTIONS,
         },
         output_descriptions={"classification": "Taxonomy (Taxon, Confidence) "
@@ -357,7 +380,8 @@ def _register_classify(plugin, citations) -> None:
                     "classifier; reads are streamed in batches.",
         citations=[citations["barcodemamba_plus"],
                    citations["khandelwal2020knnlm"],
-                   citations["ondov2016mash"]],
+                   citations["ondov2016mash"],
+                   citations["saerens2002adjusting"]],
         examples={"classify_yeast_its": classify_example},
     )
 

@@ -94,15 +94,19 @@ def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
              confidence: object = "auto", read_orientation: str = "auto",
              batch_size: object = "auto", precision: str = "fp32",
              device: str = _T.device,
-             n_threads: int = _T.n_threads) -> TSVTaxonomyFormat:
+             n_threads: int = _T.n_threads, novel_species: float = None,
+             novel_genera: float = None) -> TSVTaxonomyFormat:
     threshold = (None if confidence == "disable" else confidence
                  if confidence == "auto" else float(confidence))
+    # a clear error before any read is read
+    classifier.calibration_for(novel_species, novel_genera)
     out = TSVTaxonomyFormat()
     with out.open() as fh:
         fh.write("Feature ID\tTaxon\tConfidence\n")
         for rid, taxon, conf in classifier.predict(
                 read_fasta(str(reads)), confidence=threshold,
                 read_orientation=read_orientation, batch_size=batch_size,
-                device=device, n_threads=n_threads, precision=precision):
+                device=device, n_threads=n_threads, precision=precision,
+                novel_species=novel_species, novel_genera=novel_genera):
             fh.write(f"{rid}\t{taxon}\t{conf:.6g}\n")
     return out

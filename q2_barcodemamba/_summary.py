@@ -78,8 +78,26 @@ def provenance_text(cfg: dict, clf, summary: dict) -> str:
     text = abstention_text(cal, clf)
     if text:
         lines.append(text)
+    lines.append(mix_text(clf))
     lines.append("Query region: " + region_text(tc, summary) + ".")
     return "\n".join(lines)
+
+
+def mix_text(clf) -> str:
+    """The query mix the calibration was chosen for, and how to change
+    it (classify's novel_species, format 3)."""
+    ev = getattr(clf, "evidence", None)
+    if ev is None:
+        return ("Query mix: that of the validation split; this classifier "
+                "keeps no validation evidence (written before 0.5.0), so "
+                "classify's novel-species is not available.")
+    share = [float((ev["kind"] == k).mean()) for k in (0, 1, 2)]
+    return (f"Query mix: chosen for the validation split's {len(ev['kind']):,} "
+            f"scored reads, {share[0]:.0%} of reference species, "
+            f"{share[1]:.0%} of held-out species and {share[2]:.0%} of "
+            f"held-out genera; classify --p-novel-species "
+            f"{share[1] + share[2]:.2f} --p-novel-genera {share[2]:.2f} "
+            f"reproduces it, other shares choose it again for that mix.")
 
 
 def region_text(tc: dict, summary: dict) -> str:

@@ -158,15 +158,20 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
                    grid: Sequence[Mixture],
                    features: Sequence[str] = FEATURES,
                    learned=True, n_folds: int = 5, seed: int = 0,
-                   progress: Optional[Callable[[str], None]] = None
-                   ) -> dict:
+                   progress: Optional[Callable[[str], None]] = None,
+                   weight: Optional[np.ndarray] = None,
+                   evidence: Optional[dict] = None) -> dict:
     """Choose the mixture, fit the calibrator and pick the threshold on
     validation reads: ``p_net`` their calibrated network probabilities
     ((n, n_leaves) tensor or a chunked :class:`.inference.LeafProbs`, so
     that no (n, n_leaves) matrix is needed), ``nb`` their neighbours in
     ``memory`` (training reads only), ``y`` (n, R) their targets over the
     training classes (-1 where the reference cannot know the rank),
-    ``groups`` their species (reads of one species share a fold).
+    ``groups`` their species (reads of one species share a fold),
+    ``weight`` (n,) what each read counts in the right calls and in the
+    calibrator's fit (None: 1). ``evidence``: a dict that receives the
+    chosen mixture's walk, evidence and folds on these reads (what
+    :func:`refit_for_novelty` needs).
     ``learned=False``: the confidence is the summed probability (no
     calibrator); ``learned="auto"``: whichever of the two makes more right
     calls on these reads (the calibrator's out-of-fold, the summed
@@ -198,15 +203,28 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
             if X is not None:
                 X[m, sl] = rank_evidence(features, c, ms, nb_s, ref_cls, p,
                                          tree)
-    best, scores = _best(grid, kinds, chosen, mass, X, y, features, folds)
+    best, scores = _best(grid, kinds, chosen, mass, X, y, features, folds,
+                         weight)
+    if evidence is not None:        # what refit_for_novelty needs
+        m = best["m"]
+        evidence.update(chosen=chosen[m], mass=mass[m], y=y, folds=folds,
+                        X=None if X is None else X[m])
+    return _calibration(best, scores, X, features, weight, len(kinds) > 1,
+                        progress)
+
+
+def _calibration(best, scores, X, features, weight, tried_both: bool,
+                 progress) -> dict:
+    """The JSON-ready calibration of :func:`_best`'s choice (the calibrator
+    fitted on all the reads when the confidence is learned)."""
     learned = best["learned"]
     calibrator = (RankCalibrator.fit(X[best["m"]], best["right"], features,
-                                     best["valid"]).to_dict()
+                                     best["valid"], weight=weight).to_dict()
                   if learned else None)
     mix = best["mixture"]
     if progress is not None:
         tried = (" (" + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                 + ")" if len(kinds) > 1 else "")
+                 + ")" if tried_both else "")
         progress(f"abstention: mixture network {mix.net:g} / k-mer "
                  f"neighbours {mix.kmer:g} / embedding neighbours "
                  f"{mix.emb:g} (k {mix.k}, tau {mix.tau:g}), "
@@ -221,19 +239,90 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
             "scores": scores}
 
 
-def _best(grid, kinds, chosen, mass, X, y, features, folds):
+def novelty_weights(kind: np.ndarray, novel_species: float,
+                    novel_genera: Optional[float] = None) -> np.ndarray:
+    """Weights (n,) of validation reads of ``kind`` (0: lineage known to its
+    last rank, 1: last taxon new, 2: two or more taxa new; see
+    :func:`.validation.read_kinds`) such that reads of a new species (kinds
+    1 and 2) weigh ``novel_species`` of the total and reads of a new genus
+    (kind 2) ``novel_genera`` of it (None: the same part of
+    ``novel_species`` as on validation); mean weight 1."""
+    kind = np.asarray(kind)
+    count = np.bincount(kind, minlength=3).astype(np.float64)
+    if not 0.0 <= novel_species <= 1.0:
+        raise ValueError(f"novel_species must be in [0, 1], not "
+                         f"{novel_species}.")
+    if novel_genera is None:
+        novel_genera = (novel_species * count[2] / (count[1] + count[2])
+                        if count[1] + count[2] else 0.0)
+    if not 0.0 <= novel_genera <= novel_species:
+        raise ValueError(f"novel_genera must be in [0, novel_species = "
+                         f"{novel_species}], not {novel_genera}.")
+    share = np.array([1.0 - novel_species, novel_species - novel_genera,
+                      novel_genera])
+    missing = (share > 0) & (count == 0)
+    if missing.any():
+        names = ("reads of known lineages", "held-out species",
+                 "held-out genera")
+        raise ValueError(
+            "the classifier's validation reads hold no "
+            + " and no ".join(n for n, m in zip(names, missing) if m)
+            + f" to weigh {novel_species} new species / {novel_genera} new "
+            "genera: leave the shares unset for this classifier.")
+    w = share[kind] / np.maximum(count[kind], 1.0)
+    return w * (len(w) / w.sum())
+
+
+def refit_for_novelty(calibration: dict, evidence: dict, learned,
+                      novel_species: float,
+                      novel_genera: Optional[float] = None,
+                      progress: Optional[Callable[[str], None]] = None
+                      ) -> dict:
+    """The calibration :func:`fit_abstention` would have chosen for the
+    shipped mixture had the validation reads of held-out species and
+    genera weighed ``novel_species`` and ``novel_genera`` of all
+    (:func:`novelty_weights`): the confidence kind
+    (as ``learned`` allowed at fit time), the calibrator and the threshold
+    are chosen again on the classifier's stored validation evidence
+    (``evidence``: ``chosen``, ``mass``, ``y``, ``folds``, ``kind``, ``X``
+    and ``features``). This is a change of the prior of the query mix
+    (Saerens et al. 2002) chosen by the user, who knows what share of the
+    queries to expect from taxa missing in the reference; the network,
+    mixture and temperature stay."""
+    weight = novelty_weights(evidence["kind"], novel_species, novel_genera)
+    kinds = [True, False] if learned == "auto" else [bool(learned)]
+    X = evidence.get("X")
+    if X is None:
+        kinds = [False]
+    features = list(evidence["features"])
+    mix = Mixture(**calibration["mixture"])
+    best, scores = _best([mix], kinds, evidence["chosen"][None],
+                         evidence["mass"][None],
+                         None if X is None else X[None], evidence["y"],
+                         features, evidence["folds"], weight)
+    out = _calibration(best, scores, None if X is None else X[None],
+                       features, weight, len(kinds) > 1, progress)
+    out["temperature"] = calibration.get("temperature", 1.0)
+    out["novel_species"] = float(novel_species)
+    out["novel_genera"] = (None if novel_genera is None
+                           else float(novel_genera))
+    return out
+
+
+def _best(grid, kinds, chosen, mass, X, y, features, folds, weight=None):
     """The (mixture, confidence kind) of :func:`fit_abstention` with the
-    most right calls at its best threshold (the first on a tie), and the
-    best score of each kind ("learned": out-of-fold calibrator, "summed")."""
+    most (``weight``-ed) right calls at its best threshold (the first on a
+    tie), and the best score of each kind ("learned": out-of-fold
+    calibrator, "summed")."""
     best, scores = None, {}
     for kind in kinds:
         name = "learned" if kind else "summed"
         for m, mix in enumerate(grid):
             right = (chosen[m] == y) & (y >= 0)
             valid = chosen[m] >= 0
-            conf = (out_of_fold(X[m], right, valid, features, folds)
+            conf = (out_of_fold(X[m], right, valid, features, folds, weight)
                     if kind else mass[m])
-            curve = right_call_curve(chosen[m], conf, y, THRESHOLDS)
+            curve = right_call_curve(chosen[m], conf, y, THRESHOLDS, weight)
             i = int(np.argmax(curve))
             scores[name] = max(scores.get(name, -1.0), float(curve[i]))
             if best is None or curve[i] > best["score"] + 1e-9:

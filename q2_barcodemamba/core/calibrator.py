@@ -84,22 +84,27 @@ class RankCalibrator:
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, features: Sequence[str],
-            valid: Optional[np.ndarray] = None, l2: float = 1e-2
-            ) -> "RankCalibrator":
+            valid: Optional[np.ndarray] = None, l2: float = 1e-2,
+            weight: Optional[np.ndarray] = None) -> "RankCalibrator":
         """Fit on features ``X`` (n, R, F) and rightness ``y`` (n, R) bool;
         ``valid`` (n, R) marks the entries that count (a rank where the
-        walk made no call has nothing to calibrate). One pseudo-right and
-        one pseudo-wrong call per rank at the mean features keep ranks that
+        walk made no call has nothing to calibrate); ``weight`` (n,) > 0
+        weighs the items (None: all 1). One pseudo-right and one
+        pseudo-wrong call per rank at the mean features keep ranks that
         were always right (or wrong) on validation finite."""
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         n, R, F = X.shape
         if valid is None:
             valid = np.ones((n, R), dtype=bool)
+        w = _weights(weight, n)
         Z = cls(features, np.zeros(F), np.ones(F), np.zeros((R, F)),
                 np.zeros(R))._design(X)
-        flat = Z[valid] if valid.any() else Z.reshape(-1, F)
-        mean, std = flat.mean(0), flat.std(0)
+        wv = np.broadcast_to(w[:, None], (n, R))
+        flat, fw = ((Z[valid], wv[valid]) if valid.any() and w[
+            valid.any(1)].sum() > 0 else (Z.reshape(-1, F), np.ones(n * R)))
+        mean = np.average(flat, axis=0, weights=fw)
+        std = np.sqrt(np.average((flat - mean) ** 2, axis=0, weights=fw))
         std = np.where(std > 1e-9, std, 1.0)
         Z = (Z - mean) / std
         weight, bias = np.zeros((R, F)), np.zeros(R)
@@ -108,7 +113,8 @@ class RankCalibrator:
             # pseudo-counts at the mean (Z = 0): one right, one wrong
             Zr = np.concatenate([Z[keep, r], np.zeros((2, F))])
             yr = np.concatenate([y[keep, r], [1.0, 0.0]])
-            weight[r], bias[r] = _nonneg_logistic(Zr, yr, l2)
+            sr = np.concatenate([w[keep], [1.0, 1.0]])
+            weight[r], bias[r] = _nonneg_logistic(Zr, yr, l2, sr)
         return cls(features, mean, std, weight, bias)
 
     def to_dict(self) -> dict:
@@ -125,18 +131,32 @@ class RankCalibrator:
             raise ValueError(f"calibrator lacks {exc.args[0]!r}.") from None
 
 
+def _weights(weight: Optional[np.ndarray], n: int) -> np.ndarray:
+    """Checked item weights (all 1 for None): a weight of 2 counts as the
+    item listed twice."""
+    if weight is None:
+        return np.ones(n)
+    w = np.asarray(weight, dtype=np.float64)
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"weights must be {n} finite values >= 0.")
+    return w
+
+
 def _logistic_newton(Z: np.ndarray, y: np.ndarray, l2: float,
-                     iters: int = 50) -> np.ndarray:
-    """Ridge-penalised logistic regression by Newton's method; returns
-    (bias, *weights). The bias is not penalised."""
+                     iters: int = 50, s: Optional[np.ndarray] = None
+                     ) -> np.ndarray:
+    """Ridge-penalised logistic regression by Newton's method, items
+    weighted by ``s`` (None: 1); returns (bias, *weights). The bias is not
+    penalised."""
+    s = np.ones(len(Z)) if s is None else s
     A = np.concatenate([np.ones((len(Z), 1)), Z], 1)
     beta = np.zeros(A.shape[1])
-    pen = np.full(A.shape[1], l2 * len(Z))
+    pen = np.full(A.shape[1], l2 * s.sum())
     pen[0] = 1e-8
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(A @ beta, -30, 30)))
-        grad = A.T @ (p - y) + pen * beta
-        H = (A * (p * (1 - p))[:, None]).T @ A + np.diag(pen)
+        grad = A.T @ (s * (p - y)) + pen * beta
+        H = (A * (s * p * (1 - p))[:, None]).T @ A + np.diag(pen)
         step = np.linalg.solve(H, grad)
         beta -= step
         if np.abs(step).max() < 1e-8:
@@ -144,12 +164,14 @@ def _logistic_newton(Z: np.ndarray, y: np.ndarray, l2: float,
     return beta
 
 
-def _nonneg_logistic(Z: np.ndarray, y: np.ndarray, l2: float):
+def _nonneg_logistic(Z: np.ndarray, y: np.ndarray, l2: float,
+                     s: Optional[np.ndarray] = None):
     """Logistic regression with weights >= 0 (active set: the most negative
-    weight is fixed at 0 and the rest refitted until none is negative)."""
+    weight is fixed at 0 and the rest refitted until none is negative);
+    ``s``: item weights."""
     active = list(range(Z.shape[1]))
     while True:
-        beta = _logistic_newton(Z[:, active], y, l2)
+        beta = _logistic_newton(Z[:, active], y, l2, s=s)
         w = beta[1:]
         if not active or (w >= 0).all():
             out = np.zeros(Z.shape[1])
@@ -169,15 +191,20 @@ def group_folds(groups: Sequence[str], n_folds: int, seed: int = 0
 
 
 def out_of_fold(X: np.ndarray, y: np.ndarray, valid: np.ndarray,
-                features: Sequence[str], folds: np.ndarray) -> np.ndarray:
+                features: Sequence[str], folds: np.ndarray,
+                weight: Optional[np.ndarray] = None) -> np.ndarray:
     """Confidences of every item from a calibrator fitted without its fold
-    (for choosing a threshold without fitting and scoring on one set)."""
+    (for choosing a threshold without fitting and scoring on one set);
+    ``weight``: item weights of the fits."""
     out = np.zeros(y.shape, dtype=np.float64)
+    w = _weights(weight, len(y))
     for f in np.unique(folds):
         test = folds == f
         if test.all():
-            return RankCalibrator.fit(X, y, features, valid).confidence(X)
-        cal = RankCalibrator.fit(X[~test], y[~test], features, valid[~test])
+            return RankCalibrator.fit(X, y, features, valid,
+                                      weight=w).confidence(X)
+        cal = RankCalibrator.fit(X[~test], y[~test], features, valid[~test],
+                                 weight=w[~test])
         out[test] = cal.confidence(X[test])
     return out
 

@@ -97,6 +97,9 @@ class TaxonomicClassifier(Predictor):
         self.tokenizer = self.labels = self.net = self.orienter = None
         self.memory: Optional[ReferenceMemory] = None
         self.calibration: dict = {"temperature": 1.0}
+        # the validation reads' walk, evidence and kinds for the shipped
+        # mixture (abstention.refit_for_novelty); None before format 3
+        self.evidence: Optional[dict] = None
         self.summary: dict = {}
         self.backbone_info: Optional[dict] = None
         self._oom_batch_size = None  # set after a CUDA out-of-memory retry
@@ -150,6 +153,7 @@ class TaxonomicClassifier(Predictor):
         self.net = net.cpu()
         z, _ = self._embed_all(tokens, logits=False)
         self.calibration = val.calibrate(self.net, z, progress)
+        self.evidence = val.evidence or None
         best_epoch = refit_epochs(history)
         if len(val_idx) and tc.refit:
             history = history + self._refit(

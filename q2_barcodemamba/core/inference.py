@@ -75,9 +75,11 @@ def target_depth_and_class(y: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def right_call_curve(chosen: np.ndarray, conf: np.ndarray, y: np.ndarray,
-                     thresholds: Sequence[float]) -> List[float]:
+                     thresholds: Sequence[float],
+                     weight: Optional[np.ndarray] = None) -> List[float]:
     """Share of reads whose reported depth is exactly the deepest knowable
-    rank and correct there, for each threshold.
+    rank and correct there, for each threshold (a weighted share with
+    ``weight`` (n,)).
 
     y: (n, R) rank targets over the classifier's classes (-1 = not in the
     reference), so a held-out unseen species is right at its genus.
@@ -92,7 +94,12 @@ def right_call_curve(chosen: np.ndarray, conf: np.ndarray, y: np.ndarray,
         cls_at = np.where(depth >= 0, chosen[np.arange(len(y)),
                                              np.maximum(depth, 0)], -1)
         right = (depth == depth_true) & ((depth < 0) | (cls_at == cls_true))
-        rates.append(float(right.mean()) if len(y) else 0.0)
+        if not len(y):
+            rates.append(0.0)
+        elif weight is None:
+            rates.append(float(right.mean()))
+        else:
+            rates.append(float(np.average(right, weights=weight)))
     return rates
 
 

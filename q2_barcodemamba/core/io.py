@@ -1,6 +1,6 @@
 """Save/load classifier directories: safetensors + JSON, never pickle.
 
-Layout (``FORMAT_VERSION`` 2)::
+Layout (``FORMAT_VERSION`` 3)::
 
     config.json        format_version, package_version, model_config,
                        train_config, calibration (temperature, neighbour
@@ -10,7 +10,12 @@ Layout (``FORMAT_VERSION`` 2)::
     model.safetensors  network weights, ``orientation_kmers`` (uint8 bit
                        set) and the reference memory ``memory.*``
                        (float16 embeddings, leaf index, read bytes)
+                       and the validation evidence ``validation.*``
+                       (the walk, evidence and kind of each scored
+                       validation read, for ``novel_species``)
 
+Format 2 (0.2-0.4) has no ``validation.*`` tensors: it loads and
+classifies as it did, without ``novel_species``/``novel_genera``.
 Format 1 (before the reference memory) has no ``memory.*`` tensors and a
 calibration of temperature and threshold only: it still loads and
 classifies as it did (network probabilities, summed confidence).
@@ -41,7 +46,11 @@ from .heads import head_sizes
 from .abstention import Caller
 from .memory import ReferenceMemory
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# the validation evidence in model.safetensors (validation.<name>) and
+# the dtype each is stored and checked in
+EVIDENCE = {"chosen": torch.int64, "mass": torch.float64, "y": torch.int64,
+            "folds": torch.int64, "kind": torch.int64, "X": torch.float64}
 BACKBONE_FORMAT_VERSION = 1
 FILES = ("config.json", "tokenizer.json", "labels.json", "model.safetensors")
 ORIENT_KEY = "orientation_kmers"
@@ -61,6 +70,9 @@ def write_classifier_files(clf: TaxonomicClassifier, path: str) -> None:
         "calibration": clf.calibration,
         "summary": clf.summary,
     }
+    if clf.evidence is not None:
+        config["validation_evidence"] = {
+            "features": list(clf.evidence["features"])}
     with open(os.path.join(path, "config.json"), "w") as fh:
         json.dump(config, fh, indent=1)
     with open(os.path.join(path, "tokenizer.json"), "w") as fh:
@@ -72,6 +84,11 @@ def write_classifier_files(clf: TaxonomicClassifier, path: str) -> None:
     tensors[ORIENT_KEY] = torch.from_numpy(clf.orienter.bits.copy())
     if clf.memory is not None:
         tensors.update(clf.memory.to_tensors())
+    if clf.evidence is not None:
+        for name, dtype in EVIDENCE.items():
+            if clf.evidence.get(name) is not None:
+                tensors[f"validation.{name}"] = torch.as_tensor(
+                    np.ascontiguousarray(clf.evidence[name])).to(dtype)
     save_file(tensors, os.path.join(path, "model.safetensors"),
               metadata={"format_version": str(FORMAT_VERSION),
                         "package_version": __version__})
@@ -182,6 +199,7 @@ def load_classifier(path: str, map_location: str = "cpu"
         raise ValueError(f"model.safetensors lacks {ORIENT_KEY!r} (written "
                          f"by {writer}).")
     memory = _read_memory(tensors, labels, mcfg, writer)
+    evidence = _read_evidence(tensors, cfg, labels, writer)
     try:
         n_classes = head_sizes(labels, tcfg.heads)
     except ValueError as exc:
@@ -205,6 +223,7 @@ def load_classifier(path: str, map_location: str = "cpu"
                                 cfg.get("orientation_k", 10))
     clf.calibration = cfg["calibration"]
     clf.memory = memory
+    clf.evidence = evidence
     _check_calibration(clf.calibration, labels, memory, writer)
     clf.summary = cfg.get("summary", {})
     return clf
@@ -231,6 +250,38 @@ def _read_memory(tensors: dict, labels: LabelEncoder, mcfg: ModelConfig,
                          f"not match config.json/labels.json (written by "
                          f"{writer}): re-create the classifier.")
     return memory
+
+
+def _read_evidence(tensors: dict, cfg: dict, labels: LabelEncoder,
+                   writer: str):
+    """Pop the ``validation.*`` tensors (format 3) and check their shapes;
+    None for a classifier without them (format 1 and 2)."""
+    ev = {k[len("validation."):]: tensors.pop(k) for k in list(tensors)
+          if k.startswith("validation.")}
+    if not ev:
+        return None
+    meta = cfg.get("validation_evidence") or {}
+    R = len(labels.rank_names)
+    try:
+        out = {name: ev[name].numpy() for name in EVIDENCE if name != "X"}
+        out["X"] = ev["X"].numpy() if "X" in ev else None
+        out["features"] = [str(f) for f in meta["features"]]
+        n = len(out["kind"])
+        ok = (all(out[k].shape == (n, R) for k in ("chosen", "mass", "y"))
+              and out["folds"].shape == (n,) and set(ev) <= set(EVIDENCE)
+              and all(ev[k].dtype == EVIDENCE[k] for k in ev)
+              and (out["X"] is None or out["X"].shape
+                   == (n, R, len(out["features"]))))
+    except (KeyError, TypeError) as exc:
+        ok = False
+        detail = f" ({exc})"
+    else:
+        detail = ""
+    if not ok:
+        raise ValueError(f"the validation evidence in model.safetensors "
+                         f"does not match config.json/labels.json (written "
+                         f"by {writer}){detail}: re-create the classifier.")
+    return out
 
 
 def _check_calibration(cal: dict, labels: LabelEncoder, memory,

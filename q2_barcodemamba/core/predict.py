@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .abstention import Caller
+from .abstention import Caller, refit_for_novelty
 from .config import MIN_READ_LENGTH
 from .data import (SeenIds, batched, clean_sequence, length_batches, orient,
                    token_batches)
@@ -31,6 +31,15 @@ from .runtime import (autocast, configure, log, pad_batch, release_memory,
 # 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
 # 1024 reads per batch were fastest end to end (docs/gpu.md).
 CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
+
+# a query mix (novel_species, novel_genera) closer than this to the
+# validation split's keeps the fitted calibration: choosing the confidence
+# and threshold again on a few hundred validation reads weighted slightly
+# differently moved right calls by noise (full-ITS yeasts with the test
+# queries' own shares, 0.55 vs 0.47 on validation: 61.3 / 54.4 / 55.9 ->
+# 59.8 / 49.2 / 42.0 %), and only a large shift (UNITE ITS1, 0.80 vs 0.45:
+# 27.0 -> 36.7 % mean) paid; the value was set after those nine runs
+MIN_MIX_SHIFT = 0.2
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
@@ -98,12 +107,54 @@ class Predictor:
                 continue
             yield b, z, lg
 
-    def _caller(self) -> Caller:
+    def _caller(self, calibration: Optional[dict] = None) -> Caller:
         """Calls and confidences from network outputs: the learned
-        abstention of this classifier, or for a format-1 classifier (no
-        memory, no calibrator) the summed probabilities at its
-        temperature."""
-        return Caller(self.calibration, self.labels, self.memory)
+        abstention of this classifier (or ``calibration``), or for a
+        format-1 classifier (no memory, no calibrator) the summed
+        probabilities at its temperature."""
+        return Caller(calibration or self.calibration, self.labels,
+                      self.memory)
+
+    def calibration_for(self, novel_species: Optional[float] = None,
+                        novel_genera: Optional[float] = None,
+                        progress=None) -> dict:
+        """The calibration that classifies: the fitted one, or with
+        ``novel_species`` (the share of queries expected from species
+        missing in the reference; ``novel_genera``: from genera missing in
+        it) the one chosen again on the classifier's validation reads
+        weighted to that mix (:func:`.abstention.refit_for_novelty`),
+        unless both shares are within :data:`MIN_MIX_SHIFT` of the
+        validation split's (then the fitted one)."""
+        if novel_species is None:
+            if novel_genera is not None:
+                raise ValueError("novel_genera needs novel_species (the "
+                                 "share of queries of new species, at "
+                                 "least that of new genera).")
+            return self.calibration
+        if self.evidence is None:
+            raise ValueError(
+                "novel_species needs a classifier that keeps its validation "
+                "evidence (fitted with q2-barcodemamba 0.5.0 or later); "
+                "this one does not: fit it again, or leave novel_species "
+                "unset.")
+        kind = self.evidence["kind"]
+        val_s, val_g = float((kind > 0).mean()), float((kind == 2).mean())
+        shift = max(abs(novel_species - val_s), 0.0 if novel_genera is None
+                    else abs(novel_genera - val_g))
+        if shift < MIN_MIX_SHIFT:
+            if progress is not None:
+                progress(f"query mix {novel_species:g} new species is within "
+                         f"{MIN_MIX_SHIFT:g} of the validation split's "
+                         f"({val_s:.2f} / {val_g:.2f} new genera): the "
+                         "fitted calibration is kept")
+            return self.calibration
+        tc = self.train_config
+        learned = ("auto" if tc.abstention == "auto"
+                   else tc.abstention == "learned")
+        return refit_for_novelty(self.calibration, self.evidence, learned,
+                                 float(novel_species),
+                                 None if novel_genera is None
+                                 else float(novel_genera), progress)
 
     def _prepare(self, chunk, read_orientation: str
                  ) -> Tuple[List[str], List[int], List[str]]:
@@ -168,18 +219,22 @@ class Predictor:
 
     def predict_ranks(self, seqs: Sequence[str], batch_size="auto",
                       device: str = "auto", read_orientation: str = "auto",
-                      precision: str = "fp32"
+                      precision: str = "fp32",
+                      novel_species: Optional[float] = None,
+                      novel_genera: Optional[float] = None
                       ) -> Tuple[np.ndarray, np.ndarray]:
         """Per-rank calls before truncation: chosen class index (n, R)
         (-1 below the deepest rank reached, and for reads shorter than
         MIN_READ_LENGTH bp) and its confidence (n, R), as ``predict``
         computes them (the reported ``Confidence`` is the one of the
-        deepest rank kept)."""
+        deepest rank kept; ``novel_species``/``novel_genera``: as in
+        ``predict``)."""
         self._check_fitted()
         dev = configure(device)
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
-        caller = self._caller()
+        caller = self._caller(self.calibration_for(novel_species,
+                                                   novel_genera))
         R = len(self.labels.rank_names)
         chosen = np.full((len(seqs), R), -1, dtype=np.int64)
         conf = np.zeros((len(seqs), R))
@@ -200,7 +255,9 @@ class Predictor:
                 read_orientation: str = "auto", batch_size="auto",
                 device: str = "auto", n_threads: int = 0,
                 chunk_size: int = 8192, progress=log,
-                prefetch: Optional[bool] = None, precision: str = "fp32"
+                prefetch: Optional[bool] = None, precision: str = "fp32",
+                novel_species: Optional[float] = None,
+                novel_genera: Optional[float] = None
                 ) -> Iterator[Tuple[str, str, float]]:
         """Stream ``(id, taxon, confidence)`` for ``(id, sequence)`` records.
 
@@ -220,18 +277,26 @@ class Predictor:
         the tokenizer release the GIL). Same calls either way.
         ``precision``: ``fp32`` or ``bf16`` (the network under bfloat16
         autocast; :func:`.runtime.resolve_precision`).
+        ``novel_species`` (None: the mix of the validation split): the
+        share of the queries expected from species missing in the
+        reference, ``novel_genera`` from genera missing in it (None: in
+        the validation split's proportion); the confidence kind,
+        calibrator and ``"auto"`` threshold are then chosen again on the
+        validation reads weighted to that mix (:meth:`calibration_for`).
         """
         self._check_fitted()
+        calibration = self.calibration_for(novel_species, novel_genera,
+                                           progress)
         if confidence == "auto":
-            confidence = self.calibration.get("best_confidence",
-                                              DEFAULT_CONFIDENCE)
+            confidence = calibration.get("best_confidence",
+                                         DEFAULT_CONFIDENCE)
         if confidence is not None and not 0.0 <= confidence <= 1.0:
             raise ValueError(f"confidence must be in [0, 1] or disabled, "
                              f"not {confidence}.")
         dev = configure(device, n_threads)
         batch_size = classify_batch_size(batch_size, dev)
         self.net.to(dev).eval()
-        caller = self._caller()
+        caller = self._caller(calibration)
         if prefetch is None:
             prefetch = dev.type == "cuda"
         bf16 = resolve_precision(precision, dev)

@@ -33,6 +33,16 @@ def known_in(y: np.ndarray, y_ref: np.ndarray) -> np.ndarray:
     return out
 
 
+def read_kinds(y_all: np.ndarray, y_known: np.ndarray) -> np.ndarray:
+    """Kind (n,) of validation reads with targets ``y_all`` (n, R) over
+    every reference class and ``y_known`` (n, R) over the training classes
+    (:func:`known_in`): 0 a read whose lineage is known down to its last
+    rank (a held-out haplotype), 1 one whose last taxon is new (a held-out
+    species), 2 one with two or more new taxa (a held-out genus)."""
+    return np.minimum((y_all >= 0).sum(1) - (y_known >= 0).sum(1),
+                      2).astype(np.int64)
+
+
 # validation rows that score epochs and calibrate (Validation): at most
 # MAX_SCORED, and at most SCORE_BUDGET / lineages (but MIN_SCORED): the
 # score's cost grows with rows x lineages x (temperatures + mixtures).
@@ -136,6 +146,8 @@ class Validation:
         self.train_idx, self.val_idx = train_idx, val_idx[self.pick]
         val_idx = self.val_idx
         self.y_val = known_in(y[val_idx, :R], y[train_idx, :R])
+        self.kind = read_kinds(y[val_idx, :R], self.y_val)
+        self.evidence: dict = {}    # filled by calibrate()
         self.groups = [";".join(lineages[i]) for i in val_idx]
         self.vseqs = [seqs[i] for i in val_idx]
         self.kmer = tc.memory and tc.kmer_similarity
@@ -186,7 +198,8 @@ class Validation:
         grid = default_grid(self.kmer, True) if memory else [Mixture()]
         res = fit_abstention(p, nb, memory, self.labels, self.y_val,
                              self.groups, grid, self.features, self.learned,
-                             progress=progress)
+                             progress=progress, evidence=self.evidence)
+        self.evidence.update(kind=self.kind, features=list(self.features))
         res["temperature"] = temp
         progress(f"calibration: temperature {temp:.2f}")
         return res

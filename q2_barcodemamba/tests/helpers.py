@@ -1,5 +1,6 @@
 """Shared test data (real bundled ITS reads) and a cached tiny classifier."""
 import functools
+import json
 import os
 
 from q2_barcodemamba.core.classifier import TaxonomicClassifier
@@ -57,3 +58,21 @@ def write_reference(dirpath, ids, seqs, tax):
         for i in ids:
             fh.write(f"{i}\t{tax[i]}\n")
     return fasta, taxonomy
+
+
+def assert_safetensors(data: bytes, name: str) -> None:
+    """``data`` is a safetensors file: an 8-byte little-endian header
+    length, a JSON header of plain tensors (no pickled objects), then
+    exactly the bytes the header describes. (Its first byte is the
+    header length's lowest byte and may be anything, 0x80 included.)"""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    end = 0
+    for key, t in header.items():
+        if key == "__metadata__":
+            assert all(isinstance(v, str) for v in t.values()), name
+            continue
+        assert t["dtype"] in {"F64", "F32", "F16", "BF16", "I64", "I32",
+                              "I16", "I8", "U8", "BOOL"}, (name, key)
+        end = max(end, t["data_offsets"][1])
+    assert len(data) == 8 + n + end, name

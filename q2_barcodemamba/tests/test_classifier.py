@@ -10,7 +10,8 @@ from q2_barcodemamba.core.config import TrainConfig
 from q2_barcodemamba.core.data import reverse_complement
 from q2_barcodemamba.core.io import load_classifier, save_classifier
 
-from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
+from q2_barcodemamba.tests.helpers import (assert_safetensors,
+                                           small_reference, tiny_classifier)
 
 
 def test_predict_is_a_walk_over_predict_proba():
@@ -102,7 +103,7 @@ def test_save_load_gives_bit_identical_predictions(tmp_path):
     b = clf2.predict_proba(seqs[:64])
     assert np.array_equal(a, b)
     cfg = json.load(open(tmp_path / "clf" / "config.json"))
-    assert cfg["format_version"] == 2 and cfg["package_version"]
+    assert cfg["format_version"] == 3 and cfg["package_version"]
     # every read, then the ITS1/ITS2 amplicons cut from them
     n_cut = sum(clf.summary["region_cutouts"].values())
     assert clf2.memory is not None and len(clf2.memory) == len(ids) + n_cut
@@ -122,9 +123,12 @@ def test_no_pickle_in_saved_classifier(tmp_path):
     save_classifier(tiny_classifier(), str(tmp_path / "clf"))
     for name in os.listdir(tmp_path / "clf"):
         data = open(tmp_path / "clf" / name, "rb").read()
-        # pickle protocol 2+ streams start with b"\x80" and end with b"."
-        assert not data.startswith(b"\x80"), name
         assert b"torch._utils" not in data and b"cnumpy" not in data
+        if name.endswith(".safetensors"):
+            assert_safetensors(data, name)
+        else:
+            # pickle protocol 2+ streams start with b"\x80"; JSON with "{"
+            assert data.startswith(b"{"), name
 
 
 def test_empty_short_and_reverse_reads_in_classify():

@@ -19,7 +19,8 @@ from q2_barcodemamba.core.classifier import TaxonomicClassifier
 from q2_barcodemamba.core.config import FINETUNE_LR
 from q2_barcodemamba.core.backbones import PretrainedBackbone
 from q2_barcodemamba.core.io import save_classifier
-from q2_barcodemamba.tests.helpers import (small_reference, tiny_classifier,
+from q2_barcodemamba.tests.helpers import (assert_safetensors,
+                                           small_reference, tiny_classifier,
                                            write_reference)
 
 
@@ -115,9 +116,11 @@ class ArtifactAPITests(TestPluginBase):
             for root, _, files in os.walk(d):
                 for f in files:
                     self.assertFalse(f.endswith((".pkl", ".pickle", ".pt")))
-                    if f == "model.safetensors" or f.endswith(".json"):
-                        head = open(os.path.join(root, f), "rb").read(2)
-                        self.assertNotEqual(head[:1], b"\x80")
+                    data = open(os.path.join(root, f), "rb").read()
+                    if f == "model.safetensors":
+                        assert_safetensors(data, f)
+                    elif f.endswith(".json"):
+                        self.assertTrue(data.startswith(b"{"), f)
         classification, = barcodemamba.methods.classify(
             reads=reads, classifier=clf, confidence="disable")
         df = classification.view(pd.DataFrame)
@@ -132,6 +135,15 @@ class ArtifactAPITests(TestPluginBase):
         # the result is usable as QIIME metadata (tabulate / barplot input)
         md = classification.view(qiime2.Metadata)
         self.assertEqual(md.id_count, len(ids))
+        # a query mix of mostly new species: no more species calls at the
+        # 'auto' threshold than with the validation's own mix
+        depth = {}
+        for share in (None, 0.95):
+            out, = barcodemamba.methods.classify(
+                reads=reads, classifier=clf, novel_species=share)
+            taxa_ = out.view(pd.DataFrame)["Taxon"]
+            depth[share] = (taxa_.str.count(";") >= 6).sum()
+        self.assertLessEqual(depth[0.95], depth[None])
         # by default the shipped pretrained backbone was fine-tuned
         core = clf.view(TaxonomicClassifier)
         self.assertEqual(core.summary["backbone"]["name"], "backbone-tiny")
