@@ -183,7 +183,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = parser().parse_args(argv)
-    return a.func(a)
+    code = a.func(a)
+    ddp.finish(code)        # under torchrun: exit here, all together
+    return code
 
 
 if __name__ == "__main__":

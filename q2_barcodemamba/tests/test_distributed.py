@@ -79,6 +79,7 @@ for name, batch in (("uneven", list(range(3, 12))), ("dummy", [20])):
                   for k, p in net.named_parameters() if p.grad is not None})
 if ddp.is_main():
     save_file(grads, sys.argv[1])
+ddp.finish()
 """
 
 
