@@ -18,7 +18,7 @@ from ._types import BarcodeMambaBackbone, BarcodeMambaClassifier
 from .core.classifier import CPU_BATCH_TOKENS, GPU_BATCH
 from .core.config import PRECISIONS, PRESETS, SCRATCH_LR, TrainConfig
 from .core.inference import DEFAULT_CONFIDENCE
-from .core.predict import MIN_MIX_SHIFT
+from .core.novelty import MIN_MIX_SHIFT
 
 
 def _sci(x: float) -> str:

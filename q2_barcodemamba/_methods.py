@@ -98,8 +98,6 @@ def classify(reads: DNAFASTAFormat, classifier: TaxonomicClassifier,
              novel_genera: float = None) -> TSVTaxonomyFormat:
     threshold = (None if confidence == "disable" else confidence
                  if confidence == "auto" else float(confidence))
-    # a clear error before any read is read
-    classifier.calibration_for(novel_species, novel_genera)
     out = TSVTaxonomyFormat()
     with out.open() as fh:
         fh.write("Feature ID\tTaxon\tConfidence\n")

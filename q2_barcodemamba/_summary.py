@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .core.inference import DEFAULT_CONFIDENCE
+from .core.novelty import validation_shares
 
 
 def history_table(summary: dict, rank_names_: List[str]) -> pd.DataFrame:
@@ -91,13 +92,13 @@ def mix_text(clf) -> str:
         return ("Query mix: that of the validation split; this classifier "
                 "keeps no validation evidence (written before 0.5.0), so "
                 "classify's novel-species is not available.")
-    share = [float((ev["kind"] == k).mean()) for k in (0, 1, 2)]
+    new, genera = validation_shares(ev["kind"])
     return (f"Query mix: chosen for the validation split's {len(ev['kind']):,} "
-            f"scored reads, {share[0]:.0%} of reference species, "
-            f"{share[1]:.0%} of held-out species and {share[2]:.0%} of "
-            f"held-out genera; classify --p-novel-species "
-            f"{share[1] + share[2]:.2f} --p-novel-genera {share[2]:.2f} "
-            f"reproduces it, other shares choose it again for that mix.")
+            f"scored reads, {1 - new:.0%} of reference species, "
+            f"{new - genera:.0%} of held-out species and {genera:.0%} of "
+            f"held-out genera; classify --p-novel-species {new:.2f} "
+            f"--p-novel-genera {genera:.2f} reproduces it, other shares "
+            "choose it again for that mix.")
 
 
 def region_text(tc: dict, summary: dict) -> str:

@@ -171,7 +171,7 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
     ``weight`` (n,) what each read counts in the right calls and in the
     calibrator's fit (None: 1). ``evidence``: a dict that receives the
     chosen mixture's walk, evidence and folds on these reads (what
-    :func:`refit_for_novelty` needs).
+    :func:`.novelty.refit_for_novelty` needs).
     ``learned=False``: the confidence is the summed probability (no
     calibrator); ``learned="auto"``: whichever of the two makes more right
     calls on these reads (the calibrator's out-of-fold, the summed
@@ -205,7 +205,7 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
                                          tree)
     best, scores = _best(grid, kinds, chosen, mass, X, y, features, folds,
                          weight)
-    if evidence is not None:        # what refit_for_novelty needs
+    if evidence is not None:        # what novelty.refit_for_novelty needs
         m = best["m"]
         evidence.update(chosen=chosen[m], mass=mass[m], y=y, folds=folds,
                         X=None if X is None else X[m])
@@ -237,76 +237,6 @@ def _calibration(best, scores, X, features, weight, tried_both: bool,
             "best_confidence": best["threshold"], "score": best["score"],
             "abstention": "learned" if learned else "summed",
             "scores": scores}
-
-
-def novelty_weights(kind: np.ndarray, novel_species: float,
-                    novel_genera: Optional[float] = None) -> np.ndarray:
-    """Weights (n,) of validation reads of ``kind`` (0: lineage known to its
-    last rank, 1: last taxon new, 2: two or more taxa new; see
-    :func:`.validation.read_kinds`) such that reads of a new species (kinds
-    1 and 2) weigh ``novel_species`` of the total and reads of a new genus
-    (kind 2) ``novel_genera`` of it (None: the same part of
-    ``novel_species`` as on validation); mean weight 1."""
-    kind = np.asarray(kind)
-    count = np.bincount(kind, minlength=3).astype(np.float64)
-    if not 0.0 <= novel_species <= 1.0:
-        raise ValueError(f"novel_species must be in [0, 1], not "
-                         f"{novel_species}.")
-    if novel_genera is None:
-        novel_genera = (novel_species * count[2] / (count[1] + count[2])
-                        if count[1] + count[2] else 0.0)
-    if not 0.0 <= novel_genera <= novel_species:
-        raise ValueError(f"novel_genera must be in [0, novel_species = "
-                         f"{novel_species}], not {novel_genera}.")
-    share = np.array([1.0 - novel_species, novel_species - novel_genera,
-                      novel_genera])
-    missing = (share > 0) & (count == 0)
-    if missing.any():
-        names = ("reads of known lineages", "held-out species",
-                 "held-out genera")
-        raise ValueError(
-            "the classifier's validation reads hold no "
-            + " and no ".join(n for n, m in zip(names, missing) if m)
-            + f" to weigh {novel_species} new species / {novel_genera} new "
-            "genera: leave the shares unset for this classifier.")
-    w = share[kind] / np.maximum(count[kind], 1.0)
-    return w * (len(w) / w.sum())
-
-
-def refit_for_novelty(calibration: dict, evidence: dict, learned,
-                      novel_species: float,
-                      novel_genera: Optional[float] = None,
-                      progress: Optional[Callable[[str], None]] = None
-                      ) -> dict:
-    """The calibration :func:`fit_abstention` would have chosen for the
-    shipped mixture had the validation reads of held-out species and
-    genera weighed ``novel_species`` and ``novel_genera`` of all
-    (:func:`novelty_weights`): the confidence kind
-    (as ``learned`` allowed at fit time), the calibrator and the threshold
-    are chosen again on the classifier's stored validation evidence
-    (``evidence``: ``chosen``, ``mass``, ``y``, ``folds``, ``kind``, ``X``
-    and ``features``). This is a change of the prior of the query mix
-    (Saerens et al. 2002) chosen by the user, who knows what share of the
-    queries to expect from taxa missing in the reference; the network,
-    mixture and temperature stay."""
-    weight = novelty_weights(evidence["kind"], novel_species, novel_genera)
-    kinds = [True, False] if learned == "auto" else [bool(learned)]
-    X = evidence.get("X")
-    if X is None:
-        kinds = [False]
-    features = list(evidence["features"])
-    mix = Mixture(**calibration["mixture"])
-    best, scores = _best([mix], kinds, evidence["chosen"][None],
-                         evidence["mass"][None],
-                         None if X is None else X[None], evidence["y"],
-                         features, evidence["folds"], weight)
-    out = _calibration(best, scores, None if X is None else X[None],
-                       features, weight, len(kinds) > 1, progress)
-    out["temperature"] = calibration.get("temperature", 1.0)
-    out["novel_species"] = float(novel_species)
-    out["novel_genera"] = (None if novel_genera is None
-                           else float(novel_genera))
-    return out
 
 
 def _best(grid, kinds, chosen, mass, X, y, features, folds, weight=None):

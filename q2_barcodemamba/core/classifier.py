@@ -98,7 +98,7 @@ class TaxonomicClassifier(Predictor):
         self.memory: Optional[ReferenceMemory] = None
         self.calibration: dict = {"temperature": 1.0}
         # the validation reads' walk, evidence and kinds for the shipped
-        # mixture (abstention.refit_for_novelty); None before format 3
+        # mixture (novelty.refit_for_novelty); None before format 3
         self.evidence: Optional[dict] = None
         self.summary: dict = {}
         self.backbone_info: Optional[dict] = None

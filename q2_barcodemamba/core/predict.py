@@ -15,11 +15,12 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .abstention import Caller, refit_for_novelty
+from .abstention import Caller
 from .config import MIN_READ_LENGTH
 from .data import (SeenIds, batched, clean_sequence, length_batches, orient,
                    token_batches)
 from .inference import DEFAULT_CONFIDENCE, UNASSIGNED, HeadLogits, truncate
+from .novelty import calibration_for
 from .runtime import (autocast, configure, log, pad_batch, release_memory,
                       resolve_precision)
 
@@ -31,15 +32,6 @@ from .runtime import (autocast, configure, log, pad_batch, release_memory,
 # 256: 943). 8,192 tokens is ~64 full-ITS or ~200 ITS2 reads. On a GPU
 # 1024 reads per batch were fastest end to end (docs/gpu.md).
 CPU_BATCH_TOKENS, CPU_MAX_BATCH, GPU_BATCH = 8192, 256, 1024
-
-# a query mix (novel_species, novel_genera) closer than this to the
-# validation split's keeps the fitted calibration: choosing the confidence
-# and threshold again on a few hundred validation reads weighted slightly
-# differently moved right calls by noise (full-ITS yeasts with the test
-# queries' own shares, 0.55 vs 0.47 on validation: 61.3 / 54.4 / 55.9 ->
-# 59.8 / 49.2 / 42.0 %), and only a large shift (UNITE ITS1, 0.80 vs 0.45:
-# 27.0 -> 36.7 % mean) paid; the value was set after those nine runs
-MIN_MIX_SHIFT = 0.2
 
 
 def classify_batch_size(batch_size, device: torch.device) -> int:
@@ -122,39 +114,12 @@ class Predictor:
         ``novel_species`` (the share of queries expected from species
         missing in the reference; ``novel_genera``: from genera missing in
         it) the one chosen again on the classifier's validation reads
-        weighted to that mix (:func:`.abstention.refit_for_novelty`),
-        unless both shares are within :data:`MIN_MIX_SHIFT` of the
-        validation split's (then the fitted one)."""
-        if novel_species is None:
-            if novel_genera is not None:
-                raise ValueError("novel_genera needs novel_species (the "
-                                 "share of queries of new species, at "
-                                 "least that of new genera).")
-            return self.calibration
-        if self.evidence is None:
-            raise ValueError(
-                "novel_species needs a classifier that keeps its validation "
-                "evidence (fitted with q2-barcodemamba 0.5.0 or later); "
-                "this one does not: fit it again, or leave novel_species "
-                "unset.")
-        kind = self.evidence["kind"]
-        val_s, val_g = float((kind > 0).mean()), float((kind == 2).mean())
-        shift = max(abs(novel_species - val_s), 0.0 if novel_genera is None
-                    else abs(novel_genera - val_g))
-        if shift < MIN_MIX_SHIFT:
-            if progress is not None:
-                progress(f"query mix {novel_species:g} new species is within "
-                         f"{MIN_MIX_SHIFT:g} of the validation split's "
-                         f"({val_s:.2f} / {val_g:.2f} new genera): the "
-                         "fitted calibration is kept")
-            return self.calibration
-        tc = self.train_config
-        learned = ("auto" if tc.abstention == "auto"
-                   else tc.abstention == "learned")
-        return refit_for_novelty(self.calibration, self.evidence, learned,
-                                 float(novel_species),
-                                 None if novel_genera is None
-                                 else float(novel_genera), progress)
+        weighted to that mix, unless both shares are within
+        :data:`.novelty.MIN_MIX_SHIFT` of the validation split's
+        (:func:`.novelty.calibration_for`)."""
+        return calibration_for(self.calibration, self.evidence,
+                               self.train_config.abstention, novel_species,
+                               novel_genera, progress)
 
     def _prepare(self, chunk, read_orientation: str
                  ) -> Tuple[List[str], List[int], List[str]]:

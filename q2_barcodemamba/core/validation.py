@@ -13,6 +13,7 @@ from .augment import noisy_copies
 from .config import TrainConfig
 from .inference import HeadLogits, LeafProbs, fit_temperature
 from .memory import ReferenceMemory
+from .novelty import learned_option
 from .regions import DEFAULT_REGIONS, cutouts
 from .runtime import log
 
@@ -152,8 +153,7 @@ class Validation:
         self.vseqs = [seqs[i] for i in val_idx]
         self.kmer = tc.memory and tc.kmer_similarity
         # fit_abstention's ``learned``: True, False or "auto"
-        self.learned = ("auto" if tc.abstention == "auto"
-                        else tc.abstention == "learned")
+        self.learned = learned_option(tc.abstention)
         self.features = features_for(tc.memory, tc.kmer_similarity)
         self.memory = self.nb = None
         if tc.memory and len(val_idx):

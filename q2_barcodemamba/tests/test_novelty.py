@@ -9,17 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from q2_barcodemamba.core.abstention import (novelty_weights,
-                                             refit_for_novelty)
+from q2_barcodemamba.core.novelty import (MIN_MIX_SHIFT, novelty_weights,
+                                          refit_for_novelty,
+                                          validation_shares)
 from q2_barcodemamba.core.calibrator import RankCalibrator
 from q2_barcodemamba.core.inference import THRESHOLDS, right_call_curve
 from q2_barcodemamba.core.io import load_classifier, save_classifier
-from q2_barcodemamba.core.predict import MIN_MIX_SHIFT
 from q2_barcodemamba.tests.helpers import small_reference, tiny_classifier
 
 
-def _shares(kind):
-    return float(np.mean(kind > 0)), float(np.mean(kind == 2))
+_shares = validation_shares
 
 
 def test_weights_of_the_validation_mix_are_one_and_bad_mixes_fail():
