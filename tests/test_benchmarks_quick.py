@@ -97,6 +97,22 @@ class TestScoring(unittest.TestCase):
         self.assertAlmostEqual(m["rank_accuracy"]["family"], 200 / 3)
 
 
+class TestReportTargets(unittest.TestCase):
+    """The targets list of the report (fast)."""
+
+    def test_an_untimed_rate_is_not_a_missed_target(self):
+        R = _bench_module("report")
+        self.assertEqual(R._mark_rate(None, 200), "not timed in this run")
+        self.assertEqual(R._mark_rate(float("nan"), 200),
+                         "not timed in this run")
+        self.assertEqual(R._mark_rate(150.0, None, None),
+                         "not timed in this run")
+        self.assertEqual(R._mark_rate(250.0, 200), "met")
+        self.assertEqual(R._mark_rate(150.0, 200), "**missed**")
+        self.assertEqual(R._mark_rate(150.0, None, 290.0), "met")
+        self.assertEqual(R._mark_rate(150.0, None, 310.0), "**missed**")
+
+
 class TestBenchmarksQuick(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
