@@ -353,10 +353,18 @@ def write_report(results: dict, report_dir: str) -> str:
               "queries; time excludes the 1-read start-up.", "",
               "| reads | classify s | s per 1,000 reads | reads/s | peak RSS "
               "MiB |", "|---|---|---|---|---|"]
-        L += [f"| {r['reads']:,} | {_f(r['seconds_without_startup'])} | "
-              f"{_f(1000 * r['seconds_without_startup'] / r['reads'], 2)} | "
-              f"{_f(r['reads_per_second'], 0)} | {_f(r['peak_rss_mib'], 0)} |"
-              for r in rows]
+        # a run shorter than the start-up's jitter gives a negative or
+        # meaningless time: shown as "–" (its peak RSS still counts)
+        def secs(r):
+            t = r["seconds_without_startup"]
+            return t if _known(t) and _known(r.get("reads_per_second")) \
+                else None
+        L += [f"| {r['reads']:,} | {_f(secs(r))} | "
+              f"{_f(1000 * secs(r) / r['reads'] if secs(r) else None, 2)}"
+              f" | {_f(r['reads_per_second'], 0)} | "
+              f"{_f(r['peak_rss_mib'], 0)} |" for r in rows]
+        L += ["", "reads/s and seconds: – where the run was too short to "
+              "time beside the start-up's run-to-run jitter."]
         L += ["", "![scaling](images/bench-scaling.png)", ""]
     disc = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "discussion.md")

@@ -229,6 +229,10 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--datasets", default="",
                     help="only these data sets (comma-separated)")
+    ap.add_argument("--scaling", default="",
+                    help="read counts of the classify scaling run "
+                    "(comma-separated; default: the mode's, up to "
+                    "1,000,000 in --full)")
     ap.add_argument("--no-speed", action="store_true",
                     help="skip the throughput sweep, the 1k-1M scaling "
                     "and the nearest-neighbour probe (accuracy only)")
@@ -252,6 +256,15 @@ def parse_args(argv=None):
                      f"{sorted(cfg['datasets'])}")
         cfg = dict(cfg, datasets={k: v for k, v in cfg["datasets"].items()
                                   if k in keep})
+    if args.scaling:
+        try:
+            sizes = [int(x) for x in args.scaling.split(",") if x]
+        except ValueError:
+            ap.error(f"--scaling takes read counts such as 1000,10000, "
+                     f"not {args.scaling!r}")
+        if not sizes or min(sizes) < 1:
+            ap.error("--scaling needs positive read counts")
+        cfg = dict(cfg, scaling=sizes)
     if args.no_speed:
         cfg = dict(cfg, sweep_reads=0, scaling=[])
     return args, cfg
