@@ -18,10 +18,13 @@ qiime tools import --type 'FeatureData[Sequence]' --input-path split/test.fasta 
 qiime tools import --type 'FeatureData[Sequence]' --input-path qza/one.fasta --output-path qza/one.qza"""
 
 
+def _known(x) -> bool:
+    """A measured number: not None, not NaN."""
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
 def _f(x, digits=1):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{x:,.{digits}f}"
+    return f"{x:,.{digits}f}" if _known(x) else "–"
 
 
 HEADLINE_COLUMNS = (
@@ -128,10 +131,6 @@ def calibration_table(ds: dict) -> list:
 
 def _mark(ok: bool) -> str:
     return "met" if ok else "**missed**"
-
-
-def _known(x) -> bool:
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
 def _mark_rate(rate, floor=None, peer=None) -> str:
