@@ -36,6 +36,7 @@ from q2_barcodemamba.core.taxonomy import parse_taxonomy
 from q2_barcodemamba.core.runtime import pad_batch
 
 from . import metrics
+from .provenance import stamp
 from .splits import read_taxonomy, read_truth
 
 ALPHAS = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -159,7 +160,7 @@ def probe(ds_dir: str, method: str = "barcodemamba", progress=print
            "network_only": next(r for r in rows if r["alpha"] == 0),
            "knn_only": best_of([r for r in rows if r["alpha"] == 1]),
            "mixed": best_of([r for r in rows if 0 < r["alpha"] < 1]),
-           "seconds": time.time() - t0}
+           "seconds": time.time() - t0, "measured": stamp()}
     with open(path, "w") as fh:
         json.dump(out, fh, indent=1)
     return out

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
 
+from .provenance import stamp
 from .qiime_cli import Runner, command_line, read_classification, \
     size_mib
 
@@ -158,6 +159,7 @@ def run_method(m: Method, ds_dir: str, run: Runner, evaluate) -> dict:
         "reads_per_second": (n / net if net >= MIN_TIMED_SECONDS
                              else float("nan")),
         "reads_per_second_with_startup": n / res["classify"]["seconds"],
+        "measured": stamp(),
     })
     with open(result_path, "w") as fh:
         json.dump(res, fh, indent=1)

@@ -3,6 +3,8 @@ states (:mod:`.report`)."""
 import os
 import platform
 import subprocess
+import time
+from collections import defaultdict
 
 
 def machine() -> dict:
@@ -65,3 +67,63 @@ def git_commit() -> str:
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def stamp() -> dict:
+    """What a step's result file records of the code and time that
+    measured it (the report states it, as results are reused by later
+    invocations)."""
+    return {"commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+KINDS = ("method runs", "nearest-neighbour probes", "throughput sweeps",
+         "scaling runs")
+
+
+def measured_at(results: dict) -> str:
+    """One line for the report: the commits (and dates) at which the
+    results it shows were measured, per kind of step; steps written before
+    the harness recorded it (2026-12-04) count as "not recorded"."""
+    steps = []
+    for ds in results.get("datasets", {}).values():
+        steps += [("method runs", r.get("measured"))
+                  for r in ds.get("methods", {}).values()]
+        if ds.get("knn_probe"):
+            steps.append(("nearest-neighbour probes",
+                          ds["knn_probe"].get("measured")))
+    steps += [("throughput sweeps", s.get("measured"))
+              for s in (results.get("sweeps") or {}).values()]
+    steps += [("scaling runs", r.get("measured"))
+              for r in (results.get("scaling") or {}).get("rows", [])]
+    groups = defaultdict(lambda: defaultdict(int))
+    dates = defaultdict(set)
+    for kind, st in steps:
+        key = st["commit"] if st else None
+        groups[key][kind] += 1
+        if st:
+            dates[key].add(st["date"])
+    parts = []
+    for key in sorted(groups, key=lambda k: (k is None, min(dates[k])
+                                             if k in dates else "")):
+        what = ", ".join(f"{groups[key][kind]} {kind}" for kind in KINDS
+                         if groups[key][kind])
+        if key is None:
+            parts.append(f"not recorded (written before the harness "
+                         f"recorded it): {what}")
+        else:
+            days = sorted({d[:10] for d in dates[key]})
+            parts.append(f"commit {key} ({', '.join(days)}): {what}")
+    return "; ".join(parts) if parts else "no steps"
+
+
+def machine_lines(results: dict) -> list:
+    """The report's "Machine and versions" list."""
+    mach, vers = machine(), versions()
+    return [f"- CPU: {mach['cpu']}, {mach['cores']} cores available; "
+            f"{mach['memory']}; {mach['os']}",
+            "- load average (1, 5, 15 min) at the end of the run: "
+            + ", ".join(f"{x:.1f}" for x in results.get("loadavg", []))
+            + " (other work on the machine slows every timing)",
+            "- " + ", ".join(f"{k} {v}" for k, v in vers.items()),
+            f"- q2-barcodemamba commit of this invocation {git_commit()}; "
+            f"results measured at: {measured_at(results)}"]

@@ -9,7 +9,7 @@ from q2_barcodemamba.core.classifier import CPU_BATCH_TOKENS, CPU_MAX_BATCH
 from .methods import MIN_TIMED_SECONDS
 from .metrics import RANKS
 from .plots import plots, region
-from .provenance import git_commit, machine, versions
+from .provenance import machine_lines
 
 IMPORT_COMMANDS = """\
 qiime tools import --type 'FeatureData[Sequence]' --input-path split/reference.fasta --output-path qza/reference.qza
@@ -203,7 +203,6 @@ def write_report(results: dict, report_dir: str) -> str:
     img_dir = os.path.join(report_dir, "images")
     pngs = plots(results, img_dir)
     sweeps = results.get("sweeps") or {}
-    mach, vers = machine(), versions()
     mode = results["mode"]
     L = [f"# Benchmarks ({mode} mode)", "",
          f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `python -m "
@@ -218,14 +217,7 @@ def write_report(results: dict, report_dir: str) -> str:
               "numbers "
               "say the harness works, not how good the methods are; "
               "`make bench` (full mode) gives the numbers to quote."]
-    L += ["", "## Machine and versions", "",
-          f"- CPU: {mach['cpu']}, {mach['cores']} cores available; "
-          f"{mach['memory']}; {mach['os']}",
-          "- load average (1, 5, 15 min) at the end of the run: "
-          + ", ".join(f"{x:.1f}" for x in results.get("loadavg", []))
-          + " (other work on the machine slows every timing)",
-          "- " + ", ".join(f"{k} {v}" for k, v in vers.items()),
-          f"- q2-barcodemamba commit {git_commit()}", "",
+    L += ["", "## Machine and versions", "", *machine_lines(results), "",
           "## How to reproduce", "", "```sh",
           "make bench         # = .venv/bin/python -m benchmarks.run --full"
           "  (writes this file)",

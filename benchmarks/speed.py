@@ -15,6 +15,8 @@ from typing import List, Sequence
 
 from q2_barcodemamba.core.data import read_fasta
 
+from .provenance import stamp as measured
+
 
 def sample_reads(fasta_paths: Sequence[str], n: int, seed: int):
     """``n`` (id, seq) records drawn with replacement from the files."""
@@ -60,7 +62,7 @@ def sweep(classifier_qza: str, fasta_paths: Sequence[str], n_reads: int,
     finally:
         torch.set_num_threads(old_threads)
     res = {"n_reads": n_reads, "rows": rows, "classifier_mtime": stamp,
-           "batch_sizes": list(batch_sizes)}
+           "batch_sizes": list(batch_sizes), "measured": measured()}
     with open(out_json, "w") as fh:
         json.dump(res, fh, indent=1)
     return res
@@ -102,7 +104,8 @@ def scaling(run, rel_dir: str, classifier_qza: str,
                "seconds_without_startup": net,
                "reads_per_second": n / net if net > 0 else float("nan"),
                "peak_rss_mib": stats["peak_rss_mib"],
-               "import_seconds": import_s, "classifier_mtime": stamp}
+               "import_seconds": import_s, "classifier_mtime": stamp,
+               "measured": measured()}
         for p in (fasta, qza, out):
             os.remove(os.path.join(run.cwd, p))
         with open(path, "w") as fh:

@@ -112,6 +112,27 @@ class TestReportTargets(unittest.TestCase):
         self.assertEqual(R._mark_rate(150.0, None, 290.0), "met")
         self.assertEqual(R._mark_rate(150.0, None, 310.0), "**missed**")
 
+    def test_the_report_says_where_each_result_was_measured(self):
+        P = _bench_module("provenance")
+        at = {"commit": "abc1234", "date": "2026-12-04 00:31"}
+        later = {"commit": "def5678+dirty", "date": "2026-12-05 01:10"}
+        results = {"datasets": {
+            "a": {"methods": {"nb": {"measured": at},
+                              "bm": {"measured": at}},
+                  "knn_probe": {"rows": []}},
+            "b": {"methods": {"nb": {}}}},
+            "sweeps": {"a": {"measured": later}},
+            "scaling": {"rows": [{"measured": later}, {}]}}
+        self.assertEqual(
+            P.measured_at(results),
+            "commit abc1234 (2026-12-04): 2 method runs; commit "
+            "def5678+dirty (2026-12-05): 1 throughput sweeps, 1 scaling "
+            "runs; not recorded (written before the harness recorded it): "
+            "1 method runs, 1 nearest-neighbour probes, 1 scaling runs")
+        self.assertEqual(P.measured_at({}), "no steps")
+        st = P.stamp()
+        self.assertEqual(set(st), {"commit", "date"})
+
 
 class TestBenchmarksQuick(unittest.TestCase):
     @classmethod
