@@ -121,7 +121,7 @@ def machine_lines(results: dict) -> list:
     mach, vers = machine(), versions()
     return [f"- CPU: {mach['cpu']}, {mach['cores']} cores available; "
             f"{mach['memory']}; {mach['os']}",
-            "- load average (1, 5, 15 min) at the end of the run: "
+            "- load average (1, 5, 15 min) at the end of this invocation: "
             + ", ".join(f"{x:.1f}" for x in results.get("loadavg", []))
             + " (other work on the machine slows every timing)",
             "- " + ", ".join(f"{k} {v}" for k, v in vers.items()),
