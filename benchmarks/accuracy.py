@@ -21,7 +21,8 @@ Two kinds of variants:
 * refitted: the network is trained again with one part changed
   (``no-memory``: no reference memory, the network alone with the learned
   calibrator on its summed probability, the epoch chosen by its own right
-  calls; ``no-contrastive``; ``select-val-loss``; ``augment``);
+  calls; ``no-contrastive``; ``select-val-loss``; ``augment``;
+  ``val-0.2``: the validation split doubled);
 * recalibrated: the default network (same seed) with one part of what is
   built after training turned off (``no-kmer``: embedding neighbours only;
   ``summed``: the mixture's summed probability as the confidence, no
@@ -55,7 +56,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFIT = {"default": {}, "no-memory": {"memory": False},
          "no-contrastive": {"contrastive_weight": 0.0},
          "select-val-loss": {"select": "val_loss"},
-         "augment": {"augment": 0.5}}
+         "augment": {"augment": 0.5},
+         "val-0.2": {"validation_fraction": 0.2,
+                     "unseen_genus_fraction": 0.06}}
 RECAL = {"no-kmer": {"kmer_similarity": False},
          "summed": {"abstention": "summed"},
          "learned": {"abstention": "learned"},
@@ -66,6 +69,8 @@ LABELS = {
     "no-contrastive": "no contrastive term (refit)",
     "select-val-loss": "epoch by validation loss, not right calls (refit)",
     "augment": "with augmentation, 50 % of reads varied (refit)",
+    "val-0.2": "validation split doubled: 20 % of reads, 6 % held-out "
+               "genera (refit)",
     "no-memory": "no reference memory: network + learned abstention, epoch "
                  "by the network's own right calls (refit)",
     "no-kmer": "memory without k-mer similarity (same network)",
