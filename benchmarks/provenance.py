@@ -76,8 +76,10 @@ def stamp() -> dict:
     return {"commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
-KINDS = ("method runs", "nearest-neighbour probes", "throughput sweeps",
-         "scaling runs")
+KINDS = {"method runs": "method run",
+         "nearest-neighbour probes": "nearest-neighbour probe",
+         "throughput sweeps": "throughput sweep",
+         "scaling runs": "scaling run"}
 
 
 def measured_at(results: dict) -> str:
@@ -105,8 +107,9 @@ def measured_at(results: dict) -> str:
     parts = []
     for key in sorted(groups, key=lambda k: (k is None, min(dates[k])
                                              if k in dates else "")):
-        what = ", ".join(f"{groups[key][kind]} {kind}" for kind in KINDS
-                         if groups[key][kind])
+        what = ", ".join(
+            f"{n} {kind if n > 1 else KINDS[kind]}" for kind in KINDS
+            for n in [groups[key][kind]] if n)
         if key is None:
             parts.append(f"not recorded (written before the harness "
                          f"recorded it): {what}")

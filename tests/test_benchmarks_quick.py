@@ -126,9 +126,9 @@ class TestReportTargets(unittest.TestCase):
         self.assertEqual(
             P.measured_at(results),
             "commit abc1234 (2026-12-04): 2 method runs; commit "
-            "def5678+dirty (2026-12-05): 1 throughput sweeps, 1 scaling "
-            "runs; not recorded (written before the harness recorded it): "
-            "1 method runs, 1 nearest-neighbour probes, 1 scaling runs")
+            "def5678+dirty (2026-12-05): 1 throughput sweep, 1 scaling "
+            "run; not recorded (written before the harness recorded it): "
+            "1 method run, 1 nearest-neighbour probe, 1 scaling run")
         self.assertEqual(P.measured_at({}), "no steps")
         st = P.stamp()
         self.assertEqual(set(st), {"commit", "date"})
