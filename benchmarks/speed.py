@@ -15,7 +15,7 @@ from typing import List, Sequence
 
 from q2_barcodemamba.core.data import read_fasta
 
-from .provenance import stamp as measured
+from .provenance import stamp
 
 
 def sample_reads(fasta_paths: Sequence[str], n: int, seed: int):
@@ -30,11 +30,11 @@ def sweep(classifier_qza: str, fasta_paths: Sequence[str], n_reads: int,
           seed: int = 0) -> dict:
     """reads/s for each (threads, batch size); a batch size may be "auto"
     (classify's default). Cached in ``out_json``."""
-    stamp = os.path.getmtime(classifier_qza)
+    mtime = os.path.getmtime(classifier_qza)
     if os.path.exists(out_json):
         with open(out_json) as fh:
             res = json.load(fh)
-        if res.get("classifier_mtime") == stamp and \
+        if res.get("classifier_mtime") == mtime and \
                 res.get("batch_sizes") == list(batch_sizes):
             return res
     import qiime2
@@ -61,8 +61,8 @@ def sweep(classifier_qza: str, fasta_paths: Sequence[str], n_reads: int,
                       "reads/s", flush=True)
     finally:
         torch.set_num_threads(old_threads)
-    res = {"n_reads": n_reads, "rows": rows, "classifier_mtime": stamp,
-           "batch_sizes": list(batch_sizes), "measured": measured()}
+    res = {"n_reads": n_reads, "rows": rows, "classifier_mtime": mtime,
+           "batch_sizes": list(batch_sizes), "measured": stamp()}
     with open(out_json, "w") as fh:
         json.dump(res, fh, indent=1)
     return res
@@ -76,14 +76,14 @@ def scaling(run, rel_dir: str, classifier_qza: str,
     ``classifier_qza``) so an interrupted run resumes."""
     work_dir = os.path.join(run.cwd, rel_dir)
     os.makedirs(work_dir, exist_ok=True)
-    stamp = os.path.getmtime(os.path.join(run.cwd, classifier_qza))
+    mtime = os.path.getmtime(os.path.join(run.cwd, classifier_qza))
     rows = []
     for n in sizes:
         path = os.path.join(work_dir, f"{n}.json")
         if os.path.exists(path):
             with open(path) as fh:
                 row = json.load(fh)
-            if row.get("classifier_mtime") == stamp:
+            if row.get("classifier_mtime") == mtime:
                 rows.append(row)
                 continue
         fasta = os.path.join(rel_dir, f"reads-{n}.fasta")
@@ -104,8 +104,8 @@ def scaling(run, rel_dir: str, classifier_qza: str,
                "seconds_without_startup": net,
                "reads_per_second": n / net if net > 0 else float("nan"),
                "peak_rss_mib": stats["peak_rss_mib"],
-               "import_seconds": import_s, "classifier_mtime": stamp,
-               "measured": measured()}
+               "import_seconds": import_s, "classifier_mtime": mtime,
+               "measured": stamp()}
         for p in (fasta, qza, out):
             os.remove(os.path.join(run.cwd, p))
         with open(path, "w") as fh:
