@@ -22,7 +22,10 @@ Two kinds of variants:
   (``no-memory``: no reference memory, the network alone with the learned
   calibrator on its summed probability, the epoch chosen by its own right
   calls; ``no-contrastive``; ``select-val-loss``; ``augment``;
-  ``val-0.2``: the validation split doubled);
+  ``val-0.2``: the validation split doubled; ``refit``: the network
+  trained again on all reads for the chosen epoch count; ``fresh``: the
+  default fitted again, for a baseline of today's code where the saved
+  default network is older);
 * recalibrated: the default network (same seed) with one part of what is
   built after training turned off (``no-kmer``: embedding neighbours only;
   ``summed``: the mixture's summed probability as the confidence, no
@@ -58,7 +61,9 @@ REFIT = {"default": {}, "no-memory": {"memory": False},
          "select-val-loss": {"select": "val_loss"},
          "augment": {"augment": 0.5},
          "val-0.2": {"validation_fraction": 0.2,
-                     "unseen_genus_fraction": 0.06}}
+                     "unseen_genus_fraction": 0.06},
+         "refit": {"refit": True},
+         "fresh": {}}
 RECAL = {"no-kmer": {"kmer_similarity": False},
          "summed": {"abstention": "summed"},
          "learned": {"abstention": "learned"},
@@ -71,6 +76,10 @@ LABELS = {
     "augment": "with augmentation, 50 % of reads varied (refit)",
     "val-0.2": "validation split doubled: 20 % of reads, 6 % held-out "
                "genera (refit)",
+    "fresh": "default, fitted again by this harness with today's code "
+             "(refit)",
+    "refit": "network retrained on all reads (validation included) for "
+             "the chosen epoch count, calibration of the first (refit)",
     "no-memory": "no reference memory: network + learned abstention, epoch "
                  "by the network's own right calls (refit)",
     "no-kmer": "memory without k-mer similarity (same network)",

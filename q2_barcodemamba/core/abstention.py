@@ -9,9 +9,10 @@ For a batch of queries:
    taxon per rank, each a child of the one above, with its summed
    probability (``mass``);
 3. per rank, evidence for that taxon: its mass, the k-mer similarity of
-   the nearest reference read of the taxon (``kmer_top``) and its lead
+   the nearest reference read of the taxon (``kmer_top``), its lead
    over the nearest read of any other taxon of that rank
-   (``kmer_margin``), optionally the same by embedding and the network's
+   (``kmer_margin``) and how many reference reads the taxon has
+   (``ref_reads``), optionally the same by embedding and the network's
    own mass (:func:`rank_evidence`);
 4. the calibrator turns the evidence into the probability that the call
    at that rank is right (:mod:`.calibrator`).
@@ -34,13 +35,14 @@ from .inference import THRESHOLDS, chunks_of, right_call_curve, width
 from .memory import Neighbours, ReferenceMemory
 from .walk import LeafTree
 
-FEATURES = ("mass", "kmer_top", "kmer_margin")
+FEATURES = ("mass", "kmer_top", "kmer_margin", "ref_reads")
 # rows x lineages per block of the walk in :class:`Caller` (8 MiB of
 # float32): a block's probabilities, mixture and float64 sums stay in the
 # CPU's cache instead of a (batch, lineages) matrix in memory (see
 # :func:`walk_rows`)
 WALK_ELEMENTS = 1 << 21
 ALL_FEATURES = FEATURES + ("net_mass", "emb_top", "emb_margin")
+FORMAT3_FEATURES = ("mass", "kmer_top", "kmer_margin")   # before 0.6.0
 
 
 @dataclass
@@ -98,14 +100,40 @@ def default_grid(use_kmer: bool = True, use_emb: bool = True
     return grid
 
 
+@dataclass
+class ReferenceClasses:
+    """``cls``: class of every reference memory row at every rank
+    (R, n_ref), -1 where unknown; ``log_rows``: per rank, log(1 + memory
+    rows) of every class (the ``ref_reads`` evidence; rows are reference
+    reads and the amplicons cut from them)."""
+    cls: np.ndarray
+    log_rows: List[np.ndarray]
+
+
 def reference_classes(leaf_to_class: np.ndarray, memory: ReferenceMemory
-                      ) -> np.ndarray:
-    """Class of every reference read at every rank (R, n_ref), -1 where
-    unknown."""
+                      ) -> ReferenceClasses:
+    """The classes of the memory's rows and the rows per class."""
     leaf = memory.leaf.numpy()
     cls = leaf_to_class[:, np.maximum(leaf, 0)]
     cls[:, leaf < 0] = -1
-    return cls
+    log_rows = [np.log1p(np.bincount(
+        c[c >= 0], minlength=int(leaf_to_class[r].max(initial=-1)) + 1))
+        for r, c in enumerate(cls)]
+    return ReferenceClasses(cls, log_rows)
+
+
+def _ref_reads(ref: ReferenceClasses, chosen: np.ndarray) -> np.ndarray:
+    """log(1 + memory rows) of the called classes ``chosen`` (B, R); 0
+    where there is no call. The more reference reads a taxon has, the
+    more of its variation the reference shows: a query near a taxon known
+    from one read is the classic case where species identification by
+    best match fails (Meier et al. 2006)."""
+    out = np.zeros(chosen.shape)
+    for r, tab in enumerate(ref.log_rows):
+        c = chosen[:, r]
+        ok = (c >= 0) & (c < len(tab))
+        out[ok, r] = tab[c[ok]]
+    return out
 
 
 def _top_and_margin(sim: np.ndarray, cand_cls: np.ndarray,
@@ -130,7 +158,7 @@ def _top_and_margin(sim: np.ndarray, cand_cls: np.ndarray,
 
 def rank_evidence(features: Sequence[str], chosen: np.ndarray,
                   mass: np.ndarray, nb: Optional[Neighbours],
-                  ref_cls: Optional[np.ndarray], p_net: torch.Tensor,
+                  ref: Optional[ReferenceClasses], p_net: torch.Tensor,
                   tree: LeafTree) -> np.ndarray:
     """Evidence (B, R, F) for the walk's calls ``chosen`` (B, R)."""
     cols: Dict[str, np.ndarray] = {"mass": mass}
@@ -139,7 +167,9 @@ def rank_evidence(features: Sequence[str], chosen: np.ndarray,
             idx = nb.kmer_idx if kind == "kmer" else nb.emb_idx
             sim = nb.kmer_sim if kind == "kmer" else nb.emb_sim
             cols[f"{kind}_top"], cols[f"{kind}_margin"] = _top_and_margin(
-                sim, ref_cls[:, idx], chosen)
+                sim, ref.cls[:, idx], chosen)
+    if "ref_reads" in features:
+        cols["ref_reads"] = _ref_reads(ref, chosen)
     if "net_mass" in features:
         cols["net_mass"] = tree.chosen_mass(p_net, chosen)
     return np.stack([cols[f] for f in features], axis=2)
@@ -186,8 +216,8 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
                          f"{learned!r}.")
     kinds = [True, False] if learned == "auto" else [bool(learned)]
     tree = LeafTree(labels.leaf_to_class, labels.n_classes)
-    ref_cls = (reference_classes(labels.leaf_to_class, memory)
-               if memory is not None else None)
+    ref = (reference_classes(labels.leaf_to_class, memory)
+           if memory is not None else None)
     folds = group_folds(groups, n_folds, seed)
     n, R = y.shape
     chosen = np.full((len(grid), n, R), -1, dtype=np.int64)
@@ -201,7 +231,7 @@ def fit_abstention(p_net, nb: Optional[Neighbours],
             c, ms = walk(mix.probs(p, nb_s, memory), tree)
             chosen[m, sl], mass[m, sl] = c, ms
             if X is not None:
-                X[m, sl] = rank_evidence(features, c, ms, nb_s, ref_cls, p,
+                X[m, sl] = rank_evidence(features, c, ms, nb_s, ref, p,
                                          tree)
     best, scores = _best(grid, kinds, chosen, mass, X, y, features, folds,
                          weight)
@@ -295,8 +325,8 @@ class Caller:
         self.features = tuple(calibration.get("features", ("mass",)))
         self.labels, self.memory = labels, memory
         self.tree = LeafTree(labels.leaf_to_class, labels.n_classes)
-        self.ref_cls = (reference_classes(labels.leaf_to_class, memory)
-                        if memory is not None else None)
+        self.ref = (reference_classes(labels.leaf_to_class, memory)
+                    if memory is not None else None)
         m = self.mixture
         need = self.calibrator is not None
         self.n_kmer = 64 if memory is not None and (
@@ -353,7 +383,7 @@ class Caller:
                             self.tree)
                 if self.calibrator is not None:
                     m = self.calibrator.confidence(rank_evidence(
-                        self.features, c, m, nb_s, self.ref_cls, p_net,
+                        self.features, c, m, nb_s, self.ref, p_net,
                         self.tree))
                 chosen[sl], conf[sl] = c, m
         return chosen, conf

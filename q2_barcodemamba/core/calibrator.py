@@ -3,9 +3,9 @@
 For every read and rank the classifier has a candidate taxon (from the
 top-down walk over the lineage probabilities) and a few signals of how
 much to trust it: the summed probability of that taxon, how similar the
-nearest reference read of that taxon is to the query, and how far ahead
+nearest reference read of that taxon is to the query, how far ahead
 it is of the nearest reference read of any other taxon at that rank (the
-margin). A :class:`RankCalibrator` maps these signals, per rank, to the
+margin) and how many reference reads the taxon has. A :class:`RankCalibrator` maps these signals, per rank, to the
 probability that the call at that rank is right, by logistic regression
 fitted on the classifier's own validation split: held-out haplotypes of
 reference species (a species call is right), held-out species (only the
@@ -27,7 +27,7 @@ import numpy as np
 
 # Evidence signals, per read and rank, all "larger is more trustworthy".
 FEATURES = ("mass", "net_mass", "emb_top", "emb_margin", "kmer_top",
-            "kmer_margin")
+            "kmer_margin", "ref_reads")
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -45,6 +45,12 @@ class RankCalibrator:
 
     def __init__(self, features: Sequence[str], mean, std, weight, bias):
         self.features = list(features)
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ValueError(
+                f"calibrator: unknown evidence {unknown} (this version "
+                f"knows {', '.join(FEATURES)}); was the classifier written "
+                "by a newer q2-barcodemamba? Upgrade, or fit it again.")
         self.mean = np.asarray(mean, dtype=np.float64)
         self.std = np.asarray(std, dtype=np.float64)
         self.weight = np.asarray(weight, dtype=np.float64)

@@ -1,6 +1,6 @@
 """Save/load classifier directories: safetensors + JSON, never pickle.
 
-Layout (``FORMAT_VERSION`` 3)::
+Layout (``FORMAT_VERSION`` 4)::
 
     config.json        format_version, package_version, model_config,
                        train_config, calibration (temperature, neighbour
@@ -14,6 +14,10 @@ Layout (``FORMAT_VERSION`` 3)::
                        (the walk, evidence and kind of each scored
                        validation read, for ``novel_species``)
 
+Format 3 (0.5) is format 4 without the ``ref_reads`` evidence (0.6:
+how many reference reads the called taxon has, beside the k-mer
+evidence): its calibrator uses the three features it was fitted on and it
+classifies as it did.
 Format 2 (0.2-0.4) has no ``validation.*`` tensors: it loads and
 classifies as it did, without ``novel_species``/``novel_genera``.
 Format 1 (before the reference memory) has no ``memory.*`` tensors and a
@@ -46,7 +50,7 @@ from .heads import head_sizes
 from .abstention import Caller
 from .memory import ReferenceMemory
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # the validation evidence in model.safetensors (validation.<name>) and
 # the dtype each is stored and checked in
 EVIDENCE = {"chosen": torch.int64, "mass": torch.float64, "y": torch.int64,

@@ -103,7 +103,7 @@ def test_save_load_gives_bit_identical_predictions(tmp_path):
     b = clf2.predict_proba(seqs[:64])
     assert np.array_equal(a, b)
     cfg = json.load(open(tmp_path / "clf" / "config.json"))
-    assert cfg["format_version"] == 3 and cfg["package_version"]
+    assert cfg["format_version"] == 4 and cfg["package_version"]
     # every read, then the ITS1/ITS2 amplicons cut from them
     n_cut = sum(clf.summary["region_cutouts"].values())
     assert clf2.memory is not None and len(clf2.memory) == len(ids) + n_cut

@@ -141,6 +141,47 @@ def test_caller_without_memory_is_the_summed_walk():
     assert Mixture(**Mixture(0.3, 0.7, 0.0, 5, 0.02).to_dict()).kmer == 0.7
 
 
+def test_ref_reads_counts_the_called_taxons_memory_rows():
+    from q2_barcodemamba.core.abstention import (
+        FORMAT3_FEATURES, FEATURES, rank_evidence, reference_classes)
+    from q2_barcodemamba.core.memory import Neighbours
+    from q2_barcodemamba.core.taxonomy import LabelEncoder
+    lin = parse_taxonomy(list("abc"), ["k__A;g__X;s__x1", "k__A;g__X;s__x2",
+                                       "k__A;g__Y;s__y1"])
+    enc = LabelEncoder.fit(lin, 3)
+    leaf = {lv: i for i, lv in enumerate(enc.leaves)}
+    x1, x2 = leaf["k__A;g__X;s__x1"], leaf["k__A;g__X;s__x2"]
+    # memory rows: x1 three times, x2 once, y1 none, one row unlabelled
+    rows = [x1] * 3 + [x2, -1]
+    mem = ReferenceMemory.build(torch.eye(5), np.array(rows),
+                                ["ACGT" * 6] * 5)
+    ref = reference_classes(enc.leaf_to_class, mem)
+    assert ref.cls.shape == (3, 5) and (ref.cls[:, 4] == -1).all()
+    cls = {c: i for i, c in enumerate(enc.classes[2])}
+    chosen = np.array([[0, enc.classes[1].index("k__A;g__X"),
+                        cls["k__A;g__X;s__x1"]],
+                       [0, enc.classes[1].index("k__A;g__Y"),
+                        cls["k__A;g__Y;s__y1"]],
+                       [0, -1, -1]])
+    nb = Neighbours(np.array([[0, 3]] * 3), np.array([[0.9, 0.5]] * 3),
+                    np.zeros((3, 0), np.int64), np.zeros((3, 0)))
+    mass = np.full((3, 3), 0.5)
+    X = rank_evidence(FEATURES, chosen, mass, nb, ref, None, None)
+    got = X[:, :, FEATURES.index("ref_reads")]
+    np.testing.assert_allclose(got, np.log1p([[4, 4, 3], [4, 0, 0],
+                                              [4, 0, 0]]))
+    # a format-3 calibrator (three features) gets the evidence it had
+    old = rank_evidence(FORMAT3_FEATURES, chosen, mass, nb, ref, None, None)
+    np.testing.assert_array_equal(old, X[:, :, :3])
+    assert FEATURES[:3] == FORMAT3_FEATURES
+
+
+def test_calibrator_names_unknown_evidence():
+    with pytest.raises(ValueError, match="newer q2-barcodemamba"):
+        RankCalibrator(["mass", "future"], np.zeros(2), np.ones(2),
+                       np.zeros((1, 2)), np.zeros(1))
+
+
 def test_augmentation_is_seeded_and_keeps_min_length():
     rng = np.random.default_rng(4)
     reads = random_reads(rng, 20, 100) + ["ACGT" * 6]

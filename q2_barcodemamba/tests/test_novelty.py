@@ -106,7 +106,7 @@ def test_evidence_round_trip_and_format2_fallback(tmp_path):
     path = str(tmp_path / "clf")
     save_classifier(clf, path)
     cfg = json.load(open(os.path.join(path, "config.json")))
-    assert cfg["format_version"] == 3
+    assert cfg["format_version"] == 4
     assert cfg["validation_evidence"]["features"] == clf.evidence["features"]
     back = load_classifier(path)
     for key in ("chosen", "mass", "y", "folds", "kind", "X"):
