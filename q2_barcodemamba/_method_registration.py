@@ -295,7 +295,8 @@ def _register_fit_classifier(plugin, citations) -> None:
                    citations["zhou2024dnaberts"],
                    citations["khandelwal2020knnlm"],
                    citations["ondov2016mash"],
-                   citations["vu2022dnabarcoder"]],
+                   citations["vu2022dnabarcoder"],
+                   citations["meier2006dna"]],
         examples={"fit_classifier_yeast_its": fit_classifier_example,
                   "fit_classifier_from_backbone":
                   fit_classifier_from_backbone_example},
