@@ -5,7 +5,8 @@ top-down walk over the lineage probabilities) and a few signals of how
 much to trust it: the summed probability of that taxon, how similar the
 nearest reference read of that taxon is to the query, how far ahead
 it is of the nearest reference read of any other taxon at that rank (the
-margin) and how many reference reads the taxon has. A :class:`RankCalibrator` maps these signals, per rank, to the
+margin) and how many reference reads the taxon has. A
+:class:`RankCalibrator` maps these signals, per rank, to the
 probability that the call at that rank is right, by logistic regression
 fitted on the classifier's own validation split: held-out haplotypes of
 reference species (a species call is right), held-out species (only the
