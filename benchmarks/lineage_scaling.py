@@ -68,9 +68,13 @@ print(json.dumps({"reads": n, "load_s": load, "index_s": index,
 """
 
 
-def replicate(src: str, dst: str, factor: int, seed: int = 0) -> dict:
+def replicate(src: str, dst: str, factor: int, seed: int = 0,
+              grow: str = "species") -> dict:
     """Write a synthetic classifier ``factor`` times the size of ``src``
-    into ``dst`` (see the module text); returns its sizes."""
+    into ``dst`` (see the module text); returns its sizes. ``grow``:
+    ``species`` (copies are new species of the same genus) or ``genera``
+    (each copy's genus is a new genus, ``<genus>_copy<j>``, with a genus
+    head row copied from its original's with noise)."""
     from safetensors.numpy import load_file, save_file
     rng = np.random.default_rng(seed)
     os.makedirs(dst, exist_ok=True)
@@ -86,21 +90,33 @@ def replicate(src: str, dst: str, factor: int, seed: int = 0) -> dict:
     species_head = f"heads.{R - 1}" if n_heads == R + 1 else None
     rows_leaf = np.asarray(full)
     rows_species = np.asarray([last[leaves[i]] for i in full])
+    genus_head = f"heads.{R - 2}" if n_heads == R + 1 else None
+    genus_of = {c: i for i, c in enumerate(lab["classes"][R - 2])}
+    rows_genus = []
     for j in range(1, factor):
-        lab["leaves"] += [leaves[i] + f"_copy{j}" for i in full]
-        lab["classes"][-1] += [leaves[i] + f"_copy{j}" for i in full]
-    for head, rows in ((leaf_head, rows_leaf), (species_head, rows_species)):
+        names = [_copy_name(leaves[i], j, R, grow) for i in full]
+        lab["leaves"] += names
+        lab["classes"][-1] += names
+        if grow == "genera":
+            new = list(dict.fromkeys(x.rsplit(";", 1)[0] for x in names))
+            lab["classes"][R - 2] += new
+            rows_genus += [genus_of[g.rsplit("_copy", 1)[0]] for g in new]
+    heads = [(leaf_head, rows_leaf), (species_head, rows_species)]
+    if grow == "genera" and genus_head is not None:
+        heads.append((genus_head, np.asarray(rows_genus, dtype=np.int64)))
+    for head, rows in heads:
         if head is None:
             continue
         w, b = t[head + ".weight"], t[head + ".bias"]
         sd = float(w.std())
-        t[head + ".weight"] = np.concatenate([w] + [
+        reps = 1 if head == genus_head else factor - 1   # genus rows: all
+        t[head + ".weight"] = np.concatenate([w] + [   # copies listed once
             w[rows] + rng.normal(0, 0.02 * sd, (len(rows), w.shape[1]))
-            .astype(np.float32) for _ in range(factor - 1)])
-        t[head + ".bias"] = np.concatenate([b] + [b[rows]] * (factor - 1))
+            .astype(np.float32) for _ in range(reps)])
+        t[head + ".bias"] = np.concatenate([b] + [b[rows]] * reps)
     if "memory.leaf" in t:
         _replicate_memory(t, rows_leaf, len(leaves), factor, rng)
-    _fit_order(lab, t, leaf_head, species_head)
+    _fit_order(lab, t, leaf_head, n_heads == R + 1)
     save_file(t, os.path.join(dst, "model.safetensors"))
     with open(os.path.join(dst, "labels.json"), "w") as fh:
         json.dump(lab, fh)
@@ -115,8 +131,20 @@ def replicate(src: str, dst: str, factor: int, seed: int = 0) -> dict:
             if "memory.leaf" in t else 0}
 
 
-def _fit_order(lab: dict, t: dict, leaf_head: str, species_head) -> None:
-    """List the leaves and last-rank classes in the order that
+def _copy_name(leaf: str, j: int, R: int, grow: str) -> str:
+    """The lineage of copy ``j`` of ``leaf``: a new species (``species``)
+    or a new species of a new genus (``genera``)."""
+    if grow == "species":
+        return leaf + f"_copy{j}"
+    parts = leaf.split(";")
+    parts[R - 2] += f"_copy{j}"
+    parts[R - 1] += f"_copy{j}"
+    return ";".join(parts)
+
+
+def _fit_order(lab: dict, t: dict, leaf_head: str, rank_heads: bool
+               ) -> None:
+    """List the leaves and every rank's classes in the order that
     ``LabelEncoder.fit`` gives a real reference of this size (leaves in
     the walk's tree order, classes sorted), permuting the heads' rows and
     the memory's leaf indices to match."""
@@ -132,12 +160,12 @@ def _fit_order(lab: dict, t: dict, leaf_head: str, species_head) -> None:
         leaf = t["memory.leaf"]
         t["memory.leaf"] = np.where(leaf >= 0, inv[np.maximum(leaf, 0)], -1)
     heads = [(leaf_head, perm)]
-    if species_head is not None:
-        last = {x: i for i, x in enumerate(lab["classes"][-1])}
-        sp = np.asarray([last[x] for x in enc.classes[-1]], dtype=np.int64)
-        assert len(sp) == len(last), "species classes are not the leaves"
-        lab["classes"][-1] = enc.classes[-1]
-        heads.append((species_head, sp))
+    for r in range(len(lab["classes"]) if rank_heads else 0):
+        old = {x: i for i, x in enumerate(lab["classes"][r])}
+        order = np.asarray([old[x] for x in enc.classes[r]], dtype=np.int64)
+        assert len(order) == len(old), f"rank {r}: classes differ"
+        lab["classes"][r] = enc.classes[r]
+        heads.append((f"heads.{r}", order))
     for head, rows in heads:
         for k in (".weight", ".bias"):
             t[head + k] = np.ascontiguousarray(t[head + k][rows])
@@ -189,6 +217,9 @@ def main():
         DEFAULT_DATA, "its2_unite_insd.fasta.gz"))
     ap.add_argument("--factors", default="1,3,10")
     ap.add_argument("--reads", type=int, default=2000)
+    ap.add_argument("--grow", default="species,genera",
+                    help="how the copies grow the reference: new species "
+                         "of the same genera, new genera, or both")
     ap.add_argument("--out", default=os.path.join(RESULTS,
                                                   "lineage_scaling.json"))
     args = ap.parse_args()
@@ -198,25 +229,35 @@ def main():
               file=sys.stderr)
         sys.exit(2)
     rows = []
-    for f in [int(x) for x in args.factors.split(",")]:
+    runs = [(f, g) for g in args.grow.split(",")
+            for f in [int(x) for x in args.factors.split(",")]]
+    runs = [(f, g) for i, (f, g) in enumerate(runs)   # 1x once
+            if f > 1 or (f, "species") not in runs[:i] and
+            (f, "genera") not in runs[:i]]
+    for f, grow in runs:
         with tempfile.TemporaryDirectory() as tmp:
             path = args.classifier
             sizes = None
             if f > 1:
                 path = os.path.join(tmp, "clf")
-                sizes = replicate(args.classifier, path, f)
+                sizes = replicate(args.classifier, path, f, grow=grow)
             r = measure(path, args.fasta, args.reads)
             if sizes is None:
                 from q2_barcodemamba.core.io import load_classifier
                 c = load_classifier(path)
                 sizes = {"lineages": len(c.labels.leaves),
                          "reference_reads": len(c.memory)}
-            r.update(sizes, factor=f)
+            r.update(sizes, factor=f, grow=grow if f > 1 else "-")
             rows.append(r)
             print(json.dumps(r), flush=True)
+    notes = None
+    if os.path.exists(args.out):       # the hand-written notes stay
+        with open(args.out) as fh:
+            notes = json.load(fh).get("notes")
     with open(args.out, "w") as fh:
         json.dump({"classifier": os.path.relpath(args.classifier, REPO),
-                   "reads": args.reads, "rows": rows}, fh, indent=1)
+                   "reads": args.reads, "rows": rows, "notes": notes}, fh,
+                  indent=1)
     from benchmarks.unite_scale import collect, write_section
     write_section(collect())
 

@@ -169,13 +169,16 @@ def lineage_rows(g) -> list:
         return []
     L = ["### Classify cost against the number of lineages", "",
          f"`python -m benchmarks.lineage_scaling`: synthetic copies of "
-         f"`{g['classifier']}` (every lineage and its reference reads "
+         f"{g.get('classifier_text') or '`%s`' % g['classifier']} "
+         f"(every lineage and its reference reads "
          f"copied with noise; no fitting), {g['reads']:,} reads per size, "
          "fresh process, 2 threads. reads/s after the k-mer index build, "
          "which is reported apart (once per process).", "",
-         "| size | lineages | reference reads | load s | index build s | "
-         "reads/s | peak RSS |", "|---|---|---|---|---|---|---|"]
-    L += [f"| {r['factor']}x | {r['lineages']:,} | {r['reference_reads']:,}"
+         "| size | copies are new | lineages | reference reads | load s | "
+         "index build s | reads/s | peak RSS |",
+         "|---|---|---|---|---|---|---|---|"]
+    L += [f"| {r['factor']}x | {r.get('grow', 'species')} | "
+          f"{r['lineages']:,} | {r['reference_reads']:,}"
           f" | {r['load_s']:.1f} | {r['index_s']:.1f} | "
           f"{r['reads_per_s']:.0f} | {r['peak_rss_mib'] / 1024:.2f} GiB |"
           for r in g["rows"]]

@@ -30,9 +30,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from . import shortlist
 from .calibrator import RankCalibrator, group_folds, out_of_fold
 from .inference import THRESHOLDS, chunks_of, right_call_curve, width
-from .memory import Neighbours, ReferenceMemory
+from .memory import (Neighbours, ReferenceClasses, ReferenceMemory,
+                     _ref_reads, reference_classes)
 from .walk import LeafTree
 
 FEATURES = ("mass", "kmer_top", "kmer_margin", "ref_reads")
@@ -41,7 +43,6 @@ FEATURES = ("mass", "kmer_top", "kmer_margin", "ref_reads")
 # CPU's cache instead of a (batch, lineages) matrix in memory (see
 # :func:`walk_rows`)
 WALK_ELEMENTS = 1 << 21
-ALL_FEATURES = FEATURES + ("net_mass", "emb_top", "emb_margin")
 FORMAT3_FEATURES = ("mass", "kmer_top", "kmer_margin")   # before 0.6.0
 
 
@@ -98,42 +99,6 @@ def default_grid(use_kmer: bool = True, use_emb: bool = True
         for k, tau in ((1, 0.02), (5, 0.02), (5, 0.1), (20, 0.05)):
             grid.append(Mixture(*w, k=k, tau=tau))
     return grid
-
-
-@dataclass
-class ReferenceClasses:
-    """``cls``: class of every reference memory row at every rank
-    (R, n_ref), -1 where unknown; ``log_rows``: per rank, log(1 + memory
-    rows) of every class (the ``ref_reads`` evidence; rows are reference
-    reads and the amplicons cut from them)."""
-    cls: np.ndarray
-    log_rows: List[np.ndarray]
-
-
-def reference_classes(leaf_to_class: np.ndarray, memory: ReferenceMemory
-                      ) -> ReferenceClasses:
-    """The classes of the memory's rows and the rows per class."""
-    leaf = memory.leaf.numpy()
-    cls = leaf_to_class[:, np.maximum(leaf, 0)]
-    cls[:, leaf < 0] = -1
-    log_rows = [np.log1p(np.bincount(
-        c[c >= 0], minlength=int(leaf_to_class[r].max(initial=-1)) + 1))
-        for r, c in enumerate(cls)]
-    return ReferenceClasses(cls, log_rows)
-
-
-def _ref_reads(ref: ReferenceClasses, chosen: np.ndarray) -> np.ndarray:
-    """log(1 + memory rows) of the called classes ``chosen`` (B, R); 0
-    where there is no call. The more reference reads a taxon has, the
-    more of its variation the reference shows: a query near a taxon known
-    from one read is the classic case where species identification by
-    best match fails (Meier et al. 2006)."""
-    out = np.zeros(chosen.shape)
-    for r, tab in enumerate(ref.log_rows):
-        c = chosen[:, r]
-        ok = (c >= 0) & (c < len(tab))
-        out[ok, r] = tab[c[ok]]
-    return out
 
 
 def _top_and_margin(sim: np.ndarray, cand_cls: np.ndarray,
@@ -333,6 +298,7 @@ class Caller:
             m.kmer > 0 or need and "kmer_top" in self.features) else 0
         self.n_emb = 32 if memory is not None and (
             m.emb > 0 or need and "emb_top" in self.features) else 0
+        self.shortlist = shortlist.for_tree(self.tree)
 
     def kmer_neighbours(self, seqs: Sequence[str]):
         """The k-mer half of the neighbour search (it needs no network
@@ -366,8 +332,12 @@ class Caller:
         (:class:`.inference.HeadLogits`, the leaf head applied block by
         block). Rows go through softmax, mixture, walk and calibrator in
         blocks of :func:`walk_rows` (every step is per row: the same
-        numbers as one block)."""
+        numbers as one block), or, for references of
+        :data:`.shortlist.MIN_LEAVES` lineages on a CPU, over a shortlist
+        of lineages per read (:func:`.shortlist.call`)."""
         nb = self.neighbours(seqs, z, kmer)
+        if shortlist.applies(self.shortlist, logits):
+            return shortlist.call(self, seqs, z, logits, nb)
         n, R = len(logits), self.tree.n_ranks
         chosen = np.full((n, R), -1, dtype=np.int64)
         conf = np.zeros((n, R))

@@ -121,11 +121,13 @@ class HeadLogits:
     validation split of a UNITE-size reference never holds an
     (n, n_leaf) matrix (tens of GiB at 10^5 lineages): memory is
     :data:`CHUNK` x n_leaf floats. ``bf16``: the head under bfloat16
-    autocast (``classify --p-precision bf16``)."""
+    autocast (``classify --p-precision bf16``). ``parent``: the genus
+    head, for callers that shortlist lineages (:mod:`.shortlist`)."""
 
     def __init__(self, z: torch.Tensor, head: torch.nn.Module,
-                 bf16: bool = False):
-        self.z, self.head, self.bf16 = z, head, bf16
+                 bf16: bool = False,
+                 parent: Optional[torch.nn.Module] = None):
+        self.z, self.head, self.bf16, self.parent = z, head, bf16, parent
 
     def __len__(self) -> int:
         return len(self.z)

@@ -15,7 +15,7 @@ neighbour distribution into a language model, Khandelwal et al. 2020) and
 the similarities feed the learned abstention (:mod:`.calibrator`).
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -228,3 +228,39 @@ class ReferenceMemory:
         return cls(tensors["memory.embeddings"], tensors["memory.leaf"],
                    tensors["memory.seq_data"].numpy().astype(np.uint8),
                    tensors["memory.seq_offsets"].numpy().astype(np.int64))
+
+
+@dataclass
+class ReferenceClasses:
+    """``cls``: class of every reference memory row at every rank
+    (R, n_ref), -1 where unknown; ``log_rows``: per rank, log(1 + memory
+    rows) of every class (the ``ref_reads`` evidence; rows are reference
+    reads and the amplicons cut from them)."""
+    cls: np.ndarray
+    log_rows: List[np.ndarray]
+
+
+def reference_classes(leaf_to_class: np.ndarray, memory: ReferenceMemory
+                      ) -> ReferenceClasses:
+    """The classes of the memory's rows and the rows per class."""
+    leaf = memory.leaf.numpy()
+    cls = leaf_to_class[:, np.maximum(leaf, 0)]
+    cls[:, leaf < 0] = -1
+    log_rows = [np.log1p(np.bincount(
+        c[c >= 0], minlength=int(leaf_to_class[r].max(initial=-1)) + 1))
+        for r, c in enumerate(cls)]
+    return ReferenceClasses(cls, log_rows)
+
+
+def _ref_reads(ref: ReferenceClasses, chosen: np.ndarray) -> np.ndarray:
+    """log(1 + memory rows) of the called classes ``chosen`` (B, R); 0
+    where there is no call. The more reference reads a taxon has, the
+    more of its variation the reference shows: a query near a taxon known
+    from one read is the classic case where species identification by
+    best match fails (Meier et al. 2006)."""
+    out = np.zeros(chosen.shape)
+    for r, tab in enumerate(ref.log_rows):
+        c = chosen[:, r]
+        ok = (c >= 0) & (c < len(tab))
+        out[ok, r] = tab[c[ok]]
+    return out

@@ -99,6 +99,14 @@ class Predictor:
                 continue
             yield b, z, lg
 
+    def _head_logits(self, z: torch.Tensor, bf16: bool) -> HeadLogits:
+        """The leaf head on ``z``, chunk by chunk, with the genus head
+        (multi-head networks) for a caller that shortlists lineages."""
+        R = len(self.labels.rank_names)
+        heads = self.net.heads
+        parent = heads[R - 2] if R >= 2 and len(heads) == R + 1 else None
+        return HeadLogits(z, heads[-1], bf16, parent)
+
     def _caller(self, calibration: Optional[dict] = None) -> Caller:
         """Calls and confidences from network outputs: the learned
         abstention of this classifier (or ``calibration``), or for a
@@ -207,12 +215,11 @@ class Predictor:
                                     read_orientation)
         tokens = self.tokenizer.encode(good, self.train_config.max_length)
         bf16 = resolve_precision(precision, dev)
-        head = self.net.heads[-1]
         for b, z, _ in self._forward_batches(tokens, batch_size, dev,
                                              logits=False, bf16=bf16):
             rows = [ok[i] for i in b]
             chosen[rows], conf[rows] = caller([good[i] for i in b], z,
-                                              HeadLogits(z, head, bf16))
+                                              self._head_logits(z, bf16))
         return chosen, conf
 
     def predict(self, records: Iterable[Tuple[str, str]],
@@ -297,8 +304,8 @@ class Predictor:
                     bf16=bf16, on_batch=start if pool is not None else None):
                 kmer = jobs.pop(b[0]).result() if pool is not None else None
                 # the leaf head runs block by block inside the caller
-                chosen, conf = caller([good[i] for i in b], z, HeadLogits(
-                    z, self.net.heads[-1], bf16), kmer)
+                chosen, conf = caller([good[i] for i in b], z,
+                                      self._head_logits(z, bf16), kmer)
                 calls = truncate(chosen, conf, self.labels.classes,
                                  confidence)
                 for j, call in zip(b, calls):

@@ -1,0 +1,285 @@
+"""Classify over a shortlist of lineages per read, so that the cost per
+read does not grow with the number of reference lineages.
+
+Every step of the usual caller (:class:`.abstention.Caller`) touches
+every lineage of every read: the leaf head (a lineages x D matrix
+product), the softmax and the walk's cumulative sums. At 417,000
+lineages (ten times UNITE's ITS2 set) that was ~3 ms per read. From
+:data:`MIN_LEAVES` lineages on, :func:`call` instead works on the
+lineages of a few genera per read:
+
+1. the genus head (the network's head of the rank above the leaves'
+   last rank, trained beside the leaf head) scores every genus, a
+   matrix that grows with genera only;
+2. the genera of the read's voting neighbours (k-mer and embedding
+   search) come first, then the genera the genus head ranks highest,
+   until :data:`GENERA` genera or :data:`BUDGET` lineages; the
+   lineages that end above genus level under those genera's ancestors
+   and the voters' own lineages are added;
+3. the leaf head, softmax, neighbour votes, walk and calibrator run on
+   those lineages only. The softmax is normalised over the shortlist:
+   the probability the full softmax would give the lineages left out is
+   dropped (the approximation; it is what a beam over a hierarchical
+   softmax drops, Morin & Bengio 2005).
+
+With every genus in the shortlist the calls and confidences are those of
+the full caller (a test checks it). The genus head plays the part of a
+hierarchical softmax's first level without retraining; its top genera
+held the calls of held-out UNITE ITS1 queries at 32 genera per read
+(``benchmarks/shortlist_probe.py``, docs/benchmarks.md).
+"""
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .kmers import _ranges as ranges
+from .runtime import autocast
+from .topk import topk
+
+MIN_LEAVES = 1 << 17   # lineages from which classify uses the shortlist
+GENERA = 32            # genera per read at most
+BUDGET = 4096          # lineages per read at most (the first genus and the
+                       # voters' lineages are always kept)
+ROWS = 64              # reads per block (their shortlists' union is scored)
+
+
+class Shortlist:
+    """The genera and lineage ranges of a :class:`.walk.LeafTree` whose
+    leaves are listed in tree order (``tree.identity``), for genus rank
+    ``g`` (its classes index the genus head's outputs)."""
+
+    def __init__(self, tree, g: int):
+        if not tree.identity:
+            raise ValueError("the shortlist needs lineages in tree order.")
+        npt = tree._np
+        self.tree, self.g = tree, g
+        self.l2c = npt["l2c"]
+        self.start, self.end = npt["start"][g], npt["end"][g]
+        self.size = self.end - self.start
+        self.size_list = self.size.tolist()
+        # lineages that end above the genus, under each genus's ancestors:
+        # the first positions of every ancestor's run
+        first = np.where(self.size > 0, self.start, 0)
+        anc = [self.l2c[r][first] for r in range(g)]            # (g, G)
+        lo = [np.where(self.size > 0, npt["start"][r][a], 0)
+              for r, a in enumerate(anc)]
+        hi = [np.where(self.size > 0, npt["child_start"][r][a], 0)
+              for r, a in enumerate(anc)]
+        self.above_lo = np.stack(lo, 1) if g else np.zeros((len(first), 0),
+                                                            np.int64)
+        self.above_hi = np.stack(hi, 1) if g else self.above_lo
+
+    def positions(self, genus_scores: torch.Tensor, voters: np.ndarray
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted lineage positions of each read's shortlist, as (row,
+        position) pairs: rows (n,) and positions (n,) int64, grouped by
+        row; and the genera kept per read (B, G) bool. ``genus_scores``
+        (B, G); ``voters`` (B, V) lineages of the voting neighbours (-1:
+        none)."""
+        B = genus_scores.shape[0]
+        n_top = min(GENERA, genus_scores.shape[1])
+        top = topk(genus_scores.float(), n_top)[1].numpy()          # (B, T)
+        vg = np.where(voters >= 0, self.l2c[self.g][np.maximum(voters, 0)],
+                      -1)
+        size = self.size_list
+        g_rows, g_all = [], []
+        for b, cands in enumerate(np.concatenate([vg, top], 1).tolist()):
+            seen, total, n = set(), 0, 0
+            for c in cands:
+                if c < 0 or c in seen:
+                    continue
+                seen.add(c)
+                if n and (n >= GENERA or total + size[c] > BUDGET):
+                    break
+                g_all.append(c)
+                total += size[c]
+                n += 1
+            g_rows += [b] * n
+        g_rows = np.asarray(g_rows, dtype=np.int64)
+        g_all = np.asarray(g_all, dtype=np.int64)
+        kept = np.zeros((B, genus_scores.shape[1]), dtype=bool)
+        kept[g_rows, g_all] = True
+        # each kept genus's run, the runs of lineages ending at its
+        # ancestors, and the voters' own lineages: (row, position) pairs
+        lo = np.concatenate([self.start[g_all][:, None],
+                             self.above_lo[g_all]], 1).ravel()
+        hi = np.concatenate([self.end[g_all][:, None],
+                             self.above_hi[g_all]], 1).ravel()
+        span = np.maximum(hi - lo, 0)
+        r_of = np.repeat(g_rows, 1 + self.above_lo.shape[1])
+        stride = self.tree.n_leaves
+        vr = np.nonzero(voters >= 0)
+        key = np.concatenate([np.repeat(r_of, span) * stride
+                              + ranges(lo, span),
+                              vr[0] * stride + voters[vr]])
+        key = np.unique(key)
+        return key // stride, key % stride, kept
+
+
+def for_tree(tree) -> Optional[Shortlist]:
+    """The shortlist of a caller's tree: from :data:`MIN_LEAVES`
+    lineages listed in tree order (every encoder ``LabelEncoder.fit``
+    makes) with a genus rank; else None."""
+    if tree.n_leaves < MIN_LEAVES or not tree.identity or tree.n_ranks < 2:
+        return None
+    return Shortlist(tree, tree.n_ranks - 2)
+
+
+def applies(sl: Optional[Shortlist], logits) -> bool:
+    """Whether the caller shortlists these logits: a shortlist, a leaf
+    head with its genus head (:class:`.inference.HeadLogits` of a
+    multi-head network) and embeddings on the CPU (on a GPU every
+    lineage costs little)."""
+    return sl is not None and getattr(logits, "parent", None) is not None \
+        and logits.z.device.type == "cpu"
+
+
+def leaf_logits(z: torch.Tensor, head: torch.nn.Module, rows: np.ndarray,
+                pos: np.ndarray, first: np.ndarray, bf16: bool = False
+                ) -> np.ndarray:
+    """Leaf logits (n,) of the (row, lineage) pairs ``rows``/``pos``
+    (grouped by row; row b's pairs start at ``first[b]``): each read's
+    embedding with the head's rows of its own lineages only."""
+    out = np.empty(len(pos), dtype=np.float32)
+    w, bias = head.weight, head.bias
+    bounds = np.append(first, len(pos)).tolist()
+    with torch.no_grad(), autocast(z.device, bf16):
+        for b in range(len(first)):
+            p = torch.from_numpy(pos[bounds[b]:bounds[b + 1]])
+            out[bounds[b]:bounds[b + 1]] = torch.nn.functional.linear(
+                z[b], w[p], bias[p]).float().numpy()
+    return out
+
+
+def softmax(x: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Softmax within each row's run of ``x`` (rows start at ``first``)."""
+    count = np.diff(np.append(first, len(x)))
+    e = np.exp(x - np.repeat(np.maximum.reduceat(x, first), count))
+    return e / np.repeat(np.add.reduceat(e, first), count)
+
+
+def add_votes(p: np.ndarray, key: np.ndarray, stride: int, memory,
+              idx: np.ndarray, sim: np.ndarray, k: int, tau: float,
+              weight: float, first: np.ndarray, n_leaves: int) -> None:
+    """:meth:`.memory.ReferenceMemory.add_votes` on the pairs ``key`` =
+    row x ``stride`` + lineage (ascending) with probabilities ``p``;
+    every voter's lineage is on its read's shortlist. A read without a
+    voter gets ``weight`` / ``n_leaves`` on each shortlisted lineage."""
+    idx, sim = idx[:, :k], sim[:, :k].astype(np.float64)
+    w = np.exp((sim - sim[:, :1]) / tau) if sim.shape[1] else sim
+    leaf = memory.leaf.numpy()[idx]
+    w = np.where(leaf >= 0, w, 0.0)
+    total = w.sum(1, keepdims=True)
+    w = np.where(total > 0, w * (weight / np.maximum(total, 1e-30)), 0.0)
+    r, j = np.nonzero(leaf >= 0)
+    np.add.at(p, np.searchsorted(key, r * stride + leaf[r, j]), w[r, j])
+    none = np.repeat(total[:, 0] <= 0, np.diff(np.append(first, len(p))))
+    p[none] += weight / max(n_leaves, 1)
+
+
+def walk(p: np.ndarray, rows: np.ndarray, pos: np.ndarray,
+         first: np.ndarray, l2c: np.ndarray,
+         extra: Optional[np.ndarray] = None):
+    """The top-down walk of :meth:`.walk.LeafTree.walk_full` over each
+    read's shortlisted lineages, the (row, lineage) pairs ``rows``/``pos``
+    (grouped by row, lineages ascending; row b starts at ``first[b]``)
+    with probabilities ``p``: at each rank the child of the class chosen
+    above with the largest summed probability (lowest class index on a
+    tie), -1 once no lineage goes deeper. Returns chosen (B, R), its mass
+    (B, R) and, for ``extra`` (other probabilities of the pairs), their
+    mass of the same classes (else None). Lineages sharing a class at a
+    rank are adjacent in tree order, so each class's sum is one run of a
+    reduceat."""
+    B, R = len(first), l2c.shape[0]
+    chosen = np.full((B, R), -1, dtype=np.int64)
+    mass = np.zeros((B, R))
+    other = np.zeros((B, R)) if extra is not None else None
+    alive = np.ones(len(pos), dtype=bool)
+    pf = p.astype(np.float64)
+    ef = extra.astype(np.float64) if extra is not None else None
+    new_row = np.zeros(len(pos), dtype=bool)
+    new_row[first] = True
+    big = np.iinfo(np.int64).max
+    for r in range(R):
+        c = np.where(alive, l2c[r][pos], -1)
+        start = new_row.copy()
+        start[1:] |= c[1:] != c[:-1]
+        at = np.flatnonzero(start)
+        run_c, run_row = c[at], rows[at]
+        run_m = np.add.reduceat(np.where(c >= 0, pf, 0.0), at)
+        run_m = np.where(run_c >= 0, run_m, -1.0)
+        # every row starts a run: per-row reductions over its runs
+        rf = np.searchsorted(run_row, np.arange(B))
+        best = np.maximum.reduceat(run_m, rf)
+        top = (run_m == best[run_row]) & (run_m > 0)
+        pick = np.minimum.reduceat(np.where(top, run_c, big), rf)
+        has = pick < big
+        chosen[:, r] = np.where(has, pick, -1)
+        mass[:, r] = np.where(has, best, 0.0)
+        if ef is not None:
+            run_e = np.add.reduceat(np.where(c >= 0, ef, 0.0), at)
+            mine = (run_c == chosen[run_row, r]) & (run_c >= 0)
+            other[:, r] = np.add.reduceat(np.where(mine, run_e, 0.0), rf)
+        alive &= (c == chosen[rows, r]) & has[rows]
+    return chosen, mass, other
+
+
+def call(caller, seqs: Sequence[str], z: torch.Tensor, logits, nb):
+    """Chosen class (B, R) and confidence (B, R) of ``caller`` (an
+    :class:`.abstention.Caller` with a shortlist) for embeddings ``z`` and
+    ``logits``, a :class:`.inference.HeadLogits` with a genus head."""
+    from .abstention import rank_evidence
+    sl, m = caller.shortlist, caller.mixture
+    n, R = len(z), sl.tree.n_ranks
+    chosen = np.full((n, R), -1, dtype=np.int64)
+    conf = np.zeros((n, R))
+    n_leaves = sl.tree.n_leaves
+    for s in range(0, n, ROWS):
+        e = min(n, s + ROWS)
+        zb = z[s:e]
+        nb_s = nb.take(slice(s, e)) if nb is not None else None
+        with torch.no_grad(), autocast(zb.device, logits.bf16):
+            gs = logits.parent(zb).float()
+        rows, pos, kept = sl.positions(gs, _voters(caller, nb_s, e - s))
+        first = np.searchsorted(rows, np.arange(e - s))
+        lg = leaf_logits(zb, logits.head, rows, pos, first, logits.bf16)
+        # the shortlist's share of the full softmax is estimated by the
+        # genus head's probability of the genera kept
+        share = (torch.softmax(gs, 1).numpy() * kept).sum(1)
+        p_net = softmax(lg.astype(np.float64) / caller.temperature,
+                        first) * share[rows]
+        p = p_net * m.net
+        for kind, w in (("kmer", m.kmer), ("emb", m.emb)):
+            if w > 0:
+                idx = nb_s.kmer_idx if kind == "kmer" else nb_s.emb_idx
+                sim = nb_s.kmer_sim if kind == "kmer" else nb_s.emb_sim
+                add_votes(p, rows * (n_leaves + 1) + pos, n_leaves + 1,
+                          caller.memory, idx, sim, m.k, m.tau, w, first,
+                          n_leaves)
+        need_net = "net_mass" in caller.features
+        c, mass, net_mass = walk(p, rows, pos, first, sl.l2c,
+                                 p_net if need_net else None)
+        if caller.calibrator is not None:
+            feats = [f for f in caller.features if f != "net_mass"]
+            X = rank_evidence(feats, c, mass, nb_s, caller.ref, None,
+                              sl.tree)
+            if need_net:
+                X = np.insert(X, caller.features.index("net_mass"),
+                              net_mass, axis=2)
+            mass = caller.calibrator.confidence(X)
+        chosen[s:e], conf[s:e] = c, mass
+    return chosen, conf
+
+
+def _voters(caller, nb, B: int) -> np.ndarray:
+    """(B, V) lineages of the neighbours that vote in the mixture (-1:
+    none)."""
+    m, parts = caller.mixture, [np.full((B, 0), -1, dtype=np.int64)]
+    if nb is not None:
+        leaf = caller.memory.leaf.numpy()
+        if m.kmer > 0:
+            parts.append(leaf[nb.kmer_idx[:, :m.k]])
+        if m.emb > 0:
+            parts.append(leaf[nb.emb_idx[:, :m.k]])
+    return np.concatenate(parts, 1)
