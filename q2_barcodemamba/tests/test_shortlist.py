@@ -4,33 +4,17 @@ import numpy as np
 import torch
 
 from q2_barcodemamba.core import shortlist
-from q2_barcodemamba.core.abstention import Caller, default_grid, \
-    fit_abstention
+from q2_barcodemamba.core.abstention import Caller
 from q2_barcodemamba.core.inference import HeadLogits
-from q2_barcodemamba.core.memory import ReferenceMemory
-from q2_barcodemamba.tests.test_walk import random_encoder
+from q2_barcodemamba.tests.test_walk import caller_setting
 
 
 def setting(seed=3):
-    enc = random_encoder(1500, seed=seed)
-    n_leaf, n, D = len(enc.leaves), 300, 16
-    R = len(enc.rank_names)
-    torch.manual_seed(1)
-    head = torch.nn.Linear(D, n_leaf)
-    genus = torch.nn.Linear(D, enc.n_classes[R - 2])
-    z = torch.randn(n, D) * 3
-    rng = np.random.default_rng(1)
-    seqs = ["".join(rng.choice(list("ACGT"), 90)) for _ in range(400)]
-    memory = ReferenceMemory.build(torch.randn(400, D),
-                                   rng.integers(0, n_leaf, 400), seqs)
-    queries = [s[5:85] for s in seqs[:n]]
-    leaf = memory.leaf.numpy()[:n]
-    y = enc.leaf_to_class.T[leaf].copy()
-    with torch.no_grad():
-        logits = head(z)
-    nb = memory.neighbours(queries, z)
-    cal = fit_abstention(torch.softmax(logits, 1), nb, memory, enc, y,
-                         [str(g) for g in leaf], default_grid(True, True)[:5])
+    """test_walk's caller setting with a genus head."""
+    enc, memory, queries, z, head, cal = caller_setting(seed)
+    torch.manual_seed(2)
+    genus = torch.nn.Linear(z.shape[1], enc.n_classes[len(enc.rank_names)
+                                                       - 2])
     cal["temperature"] = 1.5
     return enc, memory, queries, z, head, genus, cal
 

@@ -349,15 +349,11 @@ def test_chunks_are_sized_by_rows_times_lineages(monkeypatch):
         assert whole.shape == (37, 100)
 
 
-def test_caller_in_row_blocks_equals_one_block(monkeypatch):
-    """Classify's caller runs softmax, mixture, walk and calibrator in
-    blocks of rows (walk_rows) and the leaf head chunk by chunk: the same
-    calls and confidences as one block and a logits matrix; the k-mer
-    candidate search likewise in blocks of any size."""
-    from q2_barcodemamba.core import abstention
-    from q2_barcodemamba.core.abstention import Caller
-    from q2_barcodemamba.core.kmers import KmerSets
-    enc = random_encoder(1500, seed=3)
+def caller_setting(seed: int = 3):
+    """A random taxonomy, leaf head, reference memory of 400 reads, 300
+    queries (cut from its first reads) with embeddings, and a calibration
+    fitted on them: (encoder, memory, queries, z, head, calibration)."""
+    enc = random_encoder(1500, seed=seed)
     n_leaf, n, D = len(enc.leaves), 300, 16
     torch.manual_seed(1)
     head = torch.nn.Linear(D, n_leaf)
@@ -374,6 +370,21 @@ def test_caller_in_row_blocks_equals_one_block(monkeypatch):
     nb = memory.neighbours(queries, z)
     cal = fit_abstention(torch.softmax(logits, 1), nb, memory, enc, y,
                          [str(g) for g in leaf], default_grid(True, True)[:5])
+    return enc, memory, queries, z, head, cal
+
+
+def test_caller_in_row_blocks_equals_one_block(monkeypatch):
+    """Classify's caller runs softmax, mixture, walk and calibrator in
+    blocks of rows (walk_rows) and the leaf head chunk by chunk: the same
+    calls and confidences as one block and a logits matrix; the k-mer
+    candidate search likewise in blocks of any size."""
+    from q2_barcodemamba.core import abstention
+    from q2_barcodemamba.core.abstention import Caller
+    from q2_barcodemamba.core.kmers import KmerSets
+    enc, memory, queries, z, head, cal = caller_setting()
+    n_leaf, n = len(enc.leaves), len(queries)
+    with torch.no_grad():
+        logits = head(z)
     cal["temperature"] = 1.5
     caller = Caller(cal, enc, memory)
     assert caller.calibrator is not None
