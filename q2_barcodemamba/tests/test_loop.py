@@ -181,9 +181,15 @@ def test_onednn_cache_set_by_configure_bounds_memory():
            if k != ONEDNN_CACHE_VARIABLE}
     growth = {}
     for mode in ("set", "unset"):
-        r = subprocess.run([sys.executable, "-c", code, mode], env=env,
-                           text=True, capture_output=True, check=True)
-        growth[mode] = int(r.stdout.split()[-1])     # KiB
+        # the median of three processes: one process's growth varies with
+        # what the allocator returns (2026-12-04, six runs each: set
+        # 0.6-25 MiB, unset 44-92 MiB; a single pair failed a fresh-clone
+        # `make test` and 1 of 3 reruns)
+        runs = [int(subprocess.run(
+            [sys.executable, "-c", code, mode], env=env, text=True,
+            capture_output=True, check=True).stdout.split()[-1])
+            for _ in range(3)]                        # KiB
+        growth[mode] = sorted(runs)[1]
     if growth["unset"] < 4 * 1024:
         pytest.skip(f"this torch build's oneDNN cache does not grow "
                     f"measurably ({growth})")
