@@ -335,9 +335,9 @@ class Caller:
         numbers as one block), or, for references of
         :data:`.shortlist.MIN_LEAVES` lineages on a CPU, over a shortlist
         of lineages per read (:func:`.shortlist.call`)."""
-        nb = self.neighbours(seqs, z, kmer)
         if shortlist.applies(self.shortlist, logits):
-            return shortlist.call(self, seqs, z, logits, nb)
+            return shortlist.call(self, seqs, z, logits, kmer)
+        nb = self.neighbours(seqs, z, kmer)
         n, R = len(logits), self.tree.n_ranks
         chosen = np.full((n, R), -1, dtype=np.int64)
         conf = np.zeros((n, R))

@@ -4,29 +4,36 @@ read does not grow with the number of reference lineages.
 Every step of the usual caller (:class:`.abstention.Caller`) touches
 every lineage of every read: the leaf head (a lineages x D matrix
 product), the softmax and the walk's cumulative sums. At 417,000
-lineages (ten times UNITE's ITS2 set) that was ~3 ms per read. From
+lineages (ten times UNITE's ITS2 set) that was ~2 ms per read. From
 :data:`MIN_LEAVES` lineages on, :func:`call` instead works on the
 lineages of a few genera per read:
 
 1. the genus head (the network's head of the rank above the leaves'
    last rank, trained beside the leaf head) scores every genus, a
    matrix that grows with genera only;
-2. the genera of the read's voting neighbours (k-mer and embedding
-   search) come first, then the genera the genus head ranks highest,
-   until :data:`GENERA` genera or :data:`BUDGET` lineages; the
-   lineages that end above genus level under those genera's ancestors
-   and the voters' own lineages are added;
-3. the leaf head, softmax, neighbour votes, walk and calibrator run on
-   those lineages only. The softmax is normalised over the shortlist:
-   the probability the full softmax would give the lineages left out is
-   dropped (the approximation; it is what a beam over a hierarchical
-   softmax drops, Morin & Bengio 2005).
+2. the genera of the read's voting k-mer neighbours come first, then
+   the genera the genus head ranks highest, until :data:`GENERA` genera
+   or :data:`BUDGET` lineages; the lineages that end above genus level
+   under those genera's ancestors and the voters' own lineages are
+   added;
+3. where the embedding neighbours only vote (not evidence of the
+   calibrator: the default), they are searched among the memory rows of
+   those lineages, not the whole memory;
+4. the leaf head, softmax, neighbour votes, walk and calibrator run on
+   those lineages only. The softmax is normalised over the shortlist and
+   then scaled by the genus head's probability of the genera kept, an
+   estimate of the share the full softmax gives them: what the full
+   softmax would give the lineages left out is dropped (the
+   approximation; it is what a beam over a hierarchical softmax drops,
+   Morin & Bengio 2005).
 
-With every genus in the shortlist the calls and confidences are those of
-the full caller (a test checks it). The genus head plays the part of a
-hierarchical softmax's first level without retraining; its top genera
-held the calls of held-out UNITE ITS1 queries at 32 genera per read
-(``benchmarks/shortlist_probe.py``, docs/benchmarks.md).
+With every genus in the shortlist (and a lineage for every memory row)
+the calls and confidences are those of the full caller (tests check
+it). The genus head plays the part of a hierarchical softmax's first
+level without retraining; its top genera held the calls of held-out
+UNITE ITS1 queries at 32 genera per read (``benchmarks/shortlist_probe``,
+docs/benchmarks.md), and forcing the shortlist on the shared references'
+split classifiers moved test right calls by -0.9 to +0.7 points.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -34,6 +41,7 @@ import numpy as np
 import torch
 
 from .kmers import _ranges as ranges
+from .memory import Neighbours
 from .runtime import autocast
 from .topk import topk
 
@@ -58,6 +66,7 @@ class Shortlist:
         self.start, self.end = npt["start"][g], npt["end"][g]
         self.size = self.end - self.start
         self.size_list = self.size.tolist()
+        self._by_leaf = (None, None, None)   # memory rows by lineage
         # lineages that end above the genus, under each genus's ancestors:
         # the first positions of every ancestor's run
         first = np.where(self.size > 0, self.start, 0)
@@ -116,6 +125,39 @@ class Shortlist:
         key = np.unique(key)
         return key // stride, key % stride, kept
 
+    def embedding_neighbours(self, memory, z: torch.Tensor, pos: np.ndarray,
+                              first: np.ndarray, m: int):
+        """The ``m`` nearest memory rows by embedding cosine among the rows
+        of each read's shortlisted lineages ``pos`` (grouped by read, read b
+        from ``first[b]``): (indices, similarities) (B, m), most similar
+        first, equal ones by row index (the exact search's order); -inf
+        similarities (index 0) where a shortlist holds fewer rows."""
+        if self._by_leaf[0] is not memory:
+            leaf = memory.leaf.numpy()
+            order = np.argsort(leaf, kind="stable")
+            ptr = np.searchsorted(leaf[order],
+                                  np.arange(self.tree.n_leaves + 1))
+            self._by_leaf = (memory, order, ptr)
+        _, order, ptr = self._by_leaf
+        ref = memory._on(torch.device("cpu"))
+        q = torch.nn.functional.normalize(z.float(), dim=1)
+        B = len(first)
+        out_i = np.zeros((B, m), dtype=np.int64)
+        out_s = np.full((B, m), -np.inf, dtype=np.float32)
+        bounds = np.append(first, len(pos)).tolist()
+        for b in range(B):
+            p = pos[bounds[b]:bounds[b + 1]]
+            r = np.sort(order[ranges(ptr[p], ptr[p + 1] - ptr[p])])
+            if not len(r):
+                continue
+            sim = (ref[torch.from_numpy(r)] @ q[b]).numpy()
+            k = min(m, len(r))
+            top = np.argpartition(-sim, k - 1)[:k] if k < len(r) \
+                else np.arange(len(r))
+            top = top[np.lexsort((r[top], -sim[top]))]
+            out_i[b, :k], out_s[b, :k] = r[top], sim[top]
+        return out_i, out_s
+
 
 def for_tree(tree) -> Optional[Shortlist]:
     """The shortlist of a caller's tree: from :data:`MIN_LEAVES`
@@ -167,9 +209,11 @@ def add_votes(p: np.ndarray, key: np.ndarray, stride: int, memory,
     every voter's lineage is on its read's shortlist. A read without a
     voter gets ``weight`` / ``n_leaves`` on each shortlisted lineage."""
     idx, sim = idx[:, :k], sim[:, :k].astype(np.float64)
-    w = np.exp((sim - sim[:, :1]) / tau) if sim.shape[1] else sim
+    ok = np.isfinite(sim)                  # -inf: no neighbour there
+    best = np.where(ok[:, :1], sim[:, :1], 0.0)
+    w = np.exp((np.where(ok, sim, 0.0) - best) / tau)
     leaf = memory.leaf.numpy()[idx]
-    w = np.where(leaf >= 0, w, 0.0)
+    w = np.where((leaf >= 0) & ok, w, 0.0)
     total = w.sum(1, keepdims=True)
     w = np.where(total > 0, w * (weight / np.maximum(total, 1e-30)), 0.0)
     r, j = np.nonzero(leaf >= 0)
@@ -225,12 +269,21 @@ def walk(p: np.ndarray, rows: np.ndarray, pos: np.ndarray,
     return chosen, mass, other
 
 
-def call(caller, seqs: Sequence[str], z: torch.Tensor, logits, nb):
+def call(caller, seqs: Sequence[str], z: torch.Tensor, logits, kmer=None):
     """Chosen class (B, R) and confidence (B, R) of ``caller`` (an
     :class:`.abstention.Caller` with a shortlist) for embeddings ``z`` and
-    ``logits``, a :class:`.inference.HeadLogits` with a genus head."""
+    ``logits``, a :class:`.inference.HeadLogits` with a genus head;
+    ``kmer``: the k-mer neighbours when searched already. Where the
+    embedding neighbours only vote (the calibrator's evidence is not
+    theirs), they are searched among the memory rows of each read's
+    shortlist (:meth:`Shortlist.embedding_neighbours`), not the whole
+    memory."""
     from .abstention import rank_evidence
     sl, m = caller.shortlist, caller.mixture
+    local = caller.n_emb and "emb_top" not in caller.features
+    nb = caller.memory.neighbours(seqs, z, caller.n_kmer,
+                                  0 if local else caller.n_emb, kmer) \
+        if caller.n_kmer or caller.n_emb else None
     n, R = len(z), sl.tree.n_ranks
     chosen = np.full((n, R), -1, dtype=np.int64)
     conf = np.zeros((n, R))
@@ -243,6 +296,11 @@ def call(caller, seqs: Sequence[str], z: torch.Tensor, logits, nb):
             gs = logits.parent(zb).float()
         rows, pos, kept = sl.positions(gs, _voters(caller, nb_s, e - s))
         first = np.searchsorted(rows, np.arange(e - s))
+        if local:
+            nb_s = Neighbours(nb_s.kmer_idx, nb_s.kmer_sim,
+                              *sl.embedding_neighbours(
+                                  caller.memory, zb, pos, first,
+                                  caller.n_emb))
         lg = leaf_logits(zb, logits.head, rows, pos, first, logits.bf16)
         # the shortlist's share of the full softmax is estimated by the
         # genus head's probability of the genera kept

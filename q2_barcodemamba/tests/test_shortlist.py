@@ -108,3 +108,32 @@ def test_classify_through_the_shortlist_equals_classify(monkeypatch):
         known = [c for c in row if c >= 0]
         assert any(tuple(lf[:len(known)]) == tuple(known) for lf in leaves)
     assert ((cf >= 0) & (cf <= 1)).all()
+
+
+def test_embedding_neighbours_are_the_nearest_rows_of_the_shortlist(
+        monkeypatch):
+    """Where embedding neighbours only vote, the shortlist searches the
+    memory rows of each read's lineages: the nearest of those by cosine,
+    ties by row index, -inf where a shortlist holds fewer rows."""
+    enc, memory, queries, z, head, genus, cal = setting(seed=5)
+    monkeypatch.setattr(shortlist, "MIN_LEAVES", 1)
+    monkeypatch.setattr(shortlist, "GENERA", 2)
+    caller = Caller(dict(cal, mixture={"net": 0.5, "kmer": 0.3, "emb": 0.2,
+                                       "k": 5, "tau": 0.05}), enc, memory)
+    sl = caller.shortlist
+    rows, pos, _ = sl.positions(genus(z[:30]).detach(),
+                                np.full((30, 0), -1, dtype=np.int64))
+    first = np.searchsorted(rows, np.arange(30))
+    idx, sim = sl.embedding_neighbours(memory, z[:30], pos, first, 8)
+    ref = memory.embeddings.float()      # stored normalised (float16)
+    q = torch.nn.functional.normalize(z[:30], dim=1)
+    leaf = memory.leaf.numpy()
+    for b in range(30):
+        mine = np.flatnonzero(np.isin(leaf, pos[rows == b]))
+        s = (ref[mine] @ q[b]).numpy()
+        want = mine[np.lexsort((mine, -s))][:8]
+        k = min(8, len(mine))
+        assert idx[b, :k].tolist() == want.tolist()
+        assert np.isinf(sim[b, k:]).all()
+        np.testing.assert_allclose(sim[b, :k], np.sort(s)[::-1][:k],
+                                   atol=1e-6)
