@@ -49,7 +49,7 @@ MIN_LEAVES = 1 << 17   # lineages from which classify uses the shortlist
 GENERA = 32            # genera per read at most
 BUDGET = 4096          # lineages per read at most (the first genus and the
                        # voters' lineages are always kept)
-ROWS = 64              # reads per block (their shortlists' union is scored)
+ROWS = 64              # reads per block of the shortlist caller
 
 
 class Shortlist:
