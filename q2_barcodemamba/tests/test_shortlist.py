@@ -1,12 +1,70 @@
-"""Classify over a shortlist of lineages per read (core/shortlist.py),
-the path of references with shortlist.MIN_LEAVES lineages and more."""
+"""The classify-time caller: softmax, votes, walk and calibrator in
+blocks of rows, and over a shortlist of lineages per read
+(core/shortlist.py), the path of references with shortlist.MIN_LEAVES
+lineages and more."""
 import numpy as np
 import torch
 
 from q2_barcodemamba.core import shortlist
-from q2_barcodemamba.core.abstention import Caller
+from q2_barcodemamba.core.abstention import (Caller, default_grid,
+                                             fit_abstention)
 from q2_barcodemamba.core.inference import HeadLogits
-from q2_barcodemamba.tests.test_walk import caller_setting
+from q2_barcodemamba.core.memory import ReferenceMemory
+from q2_barcodemamba.tests.test_walk import random_encoder
+
+
+def caller_setting(seed: int = 3):
+    """A random taxonomy, leaf head, reference memory of 400 reads, 300
+    queries (cut from its first reads) with embeddings, and a calibration
+    fitted on them: (encoder, memory, queries, z, head, calibration)."""
+    enc = random_encoder(1500, seed=seed)
+    n_leaf, n, D = len(enc.leaves), 300, 16
+    torch.manual_seed(1)
+    head = torch.nn.Linear(D, n_leaf)
+    z = torch.randn(n, D) * 3
+    rng = np.random.default_rng(1)
+    seqs = ["".join(rng.choice(list("ACGT"), 90)) for _ in range(400)]
+    memory = ReferenceMemory.build(torch.randn(400, D),
+                                   rng.integers(0, n_leaf, 400), seqs)
+    queries = [s[5:85] for s in seqs[:n]]
+    leaf = memory.leaf.numpy()[:n]
+    y = enc.leaf_to_class.T[leaf].copy()
+    with torch.no_grad():
+        logits = head(z)
+    nb = memory.neighbours(queries, z)
+    cal = fit_abstention(torch.softmax(logits, 1), nb, memory, enc, y,
+                         [str(g) for g in leaf], default_grid(True, True)[:5])
+    return enc, memory, queries, z, head, cal
+
+
+def test_caller_in_row_blocks_equals_one_block(monkeypatch):
+    """Classify's caller runs softmax, mixture, walk and calibrator in
+    blocks of rows (walk_rows) and the leaf head chunk by chunk: the same
+    calls and confidences as one block and a logits matrix; the k-mer
+    candidate search likewise in blocks of any size."""
+    from q2_barcodemamba.core import abstention
+    from q2_barcodemamba.core.abstention import Caller
+    from q2_barcodemamba.core.kmers import KmerSets
+    enc, memory, queries, z, head, cal = caller_setting()
+    n_leaf, n = len(enc.leaves), len(queries)
+    with torch.no_grad():
+        logits = head(z)
+    cal["temperature"] = 1.5
+    caller = Caller(cal, enc, memory)
+    assert caller.calibrator is not None
+    monkeypatch.setattr(abstention, "WALK_ELEMENTS", 1 << 30)
+    want = caller(queries, z, logits)
+    assert abstention.walk_rows(n_leaf) >= n
+    monkeypatch.setattr(abstention, "WALK_ELEMENTS", 7 * n_leaf)
+    assert abstention.walk_rows(n_leaf) == 7
+    for got in (caller(queries, z, logits),
+                caller(queries, z, HeadLogits(z, head))):
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-7)
+    index, q = memory.index, KmerSets(queries, 10)
+    sets = [np.sort(index.candidates(q, 20, block=b), 1) for b in (1, 5, 64)]
+    np.testing.assert_array_equal(sets[0], sets[1])
+    np.testing.assert_array_equal(sets[0], sets[2])
 
 
 def setting(seed=3):
