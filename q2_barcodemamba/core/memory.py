@@ -194,19 +194,32 @@ class ReferenceMemory:
         """Add ``weight`` x :meth:`votes` to ``p`` (B, n_leaves) in place,
         touching only the voters' lineages (and whole rows only for a
         query without a voter)."""
+        leaf, w, voted = self.vote_weights(idx, sim, k, tau, weight)
+        p.scatter_add_(1, leaf.clamp(min=0), w.to(p.dtype))
+        none = torch.nonzero(~voted).flatten()
+        if len(none):
+            p[none] += weight / max(p.shape[1], 1)
+
+    def vote_weights(self, idx: np.ndarray, sim: np.ndarray, k: int,
+                     tau: float, weight: float):
+        """The votes of the ``k`` first neighbours ``idx``/``sim`` (B, >= k):
+        their lineages (B, k), weights (B, k) summing to ``weight`` per
+        query (exp((sim - best) / tau); 0 for a read without a lineage and
+        for a -inf similarity, i.e. no neighbour there), and whether each
+        query has a voter (B,)."""
         idx = torch.as_tensor(np.ascontiguousarray(idx[:, :k]))
         sim = torch.as_tensor(np.ascontiguousarray(sim[:, :k]),
                               dtype=torch.float32)
-        w = torch.exp((sim - sim[:, :1]) / tau)
+        ok = torch.isfinite(sim)
+        best = torch.where(ok[:, :1], sim[:, :1], torch.zeros_like(sim[:, :1]))
+        w = torch.exp((torch.where(ok, sim, torch.zeros_like(sim)) - best)
+                      / tau)
         leaf = self.leaf[idx]
-        w = torch.where(leaf >= 0, w, torch.zeros_like(w))
+        w = torch.where((leaf >= 0) & ok, w, torch.zeros_like(w))
         total = w.sum(1, keepdim=True)
         w = torch.where(total > 0, w * (weight / total.clamp(min=1e-30)),
                         torch.zeros_like(w))
-        p.scatter_add_(1, leaf.clamp(min=0), w.to(p.dtype))
-        none = torch.nonzero(total[:, 0] <= 0).flatten()
-        if len(none):
-            p[none] += weight / max(p.shape[1], 1)
+        return leaf, w, total[:, 0] > 0
 
     def to_tensors(self) -> Dict[str, torch.Tensor]:
         return {"memory.embeddings": self.embeddings.cpu().contiguous(),

@@ -208,17 +208,11 @@ def add_votes(p: np.ndarray, key: np.ndarray, stride: int, memory,
     row x ``stride`` + lineage (ascending) with probabilities ``p``;
     every voter's lineage is on its read's shortlist. A read without a
     voter gets ``weight`` / ``n_leaves`` on each shortlisted lineage."""
-    idx, sim = idx[:, :k], sim[:, :k].astype(np.float64)
-    ok = np.isfinite(sim)                  # -inf: no neighbour there
-    best = np.where(ok[:, :1], sim[:, :1], 0.0)
-    w = np.exp((np.where(ok, sim, 0.0) - best) / tau)
-    leaf = memory.leaf.numpy()[idx]
-    w = np.where((leaf >= 0) & ok, w, 0.0)
-    total = w.sum(1, keepdims=True)
-    w = np.where(total > 0, w * (weight / np.maximum(total, 1e-30)), 0.0)
-    r, j = np.nonzero(leaf >= 0)
+    leaf, w, voted = memory.vote_weights(idx, sim, k, tau, weight)
+    leaf, w = leaf.numpy(), w.numpy()
+    r, j = np.nonzero((leaf >= 0) & (w > 0))    # not padding (-inf)
     np.add.at(p, np.searchsorted(key, r * stride + leaf[r, j]), w[r, j])
-    none = np.repeat(total[:, 0] <= 0, np.diff(np.append(first, len(p))))
+    none = np.repeat(~voted.numpy(), np.diff(np.append(first, len(p))))
     p[none] += weight / max(n_leaves, 1)
 
 
