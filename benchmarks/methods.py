@@ -134,12 +134,17 @@ def run_method(m: Method, ds_dir: str, run: Runner, evaluate) -> dict:
             if done["command"] == command_line(args) and os.path.exists(
                     os.path.join(ds_dir, d, "classifier.qza")):
                 res[key] = done["stats"]
+                # the fit keeps the stamp of the code that ran it (None:
+                # a fit.json written before fits were stamped)
+                res["fit_measured"] = done.get("measured")
                 continue
         res[key] = run(*args)
         if key == "fit":
+            res["fit_measured"] = stamp()
             with open(fit_json, "w") as fh:
                 json.dump({"command": command_line(args),
-                           "stats": res[key]}, fh, indent=1)
+                           "stats": res[key],
+                           "measured": res["fit_measured"]}, fh, indent=1)
     res["commands"] = commands
     calls = read_classification(os.path.join(ds_dir, d, "test.qza"))
     with open(os.path.join(ds_dir, d, "test-classification.tsv"), "w",

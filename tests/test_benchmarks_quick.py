@@ -118,16 +118,17 @@ class TestReportTargets(unittest.TestCase):
         later = {"commit": "def5678+dirty", "date": "2026-12-05 01:10"}
         results = {"datasets": {
             "a": {"methods": {"nb": {"measured": at},
-                              "bm": {"measured": at}},
+                              "bm": {"measured": later,
+                                     "fit_measured": at}},
                   "knn_probe": {"rows": []}},
             "b": {"methods": {"nb": {}}}},
             "sweeps": {"a": {"measured": later}},
             "scaling": {"rows": [{"measured": later}, {}]}}
         self.assertEqual(
             P.measured_at(results),
-            "commit abc1234 (2026-12-04): 2 method runs; commit "
-            "def5678+dirty (2026-12-05): 1 throughput sweep, 1 scaling "
-            "run; not recorded (written before the harness recorded it): "
+            "commit abc1234 (2026-12-04): 1 method run, 1 fit (of "
+            "those runs); commit def5678+dirty (2026-12-05): 1 method "
+            "run, 1 throughput sweep, 1 scaling run; not recorded (written before the harness recorded it): "
             "1 method run, 1 nearest-neighbour probe, 1 scaling run")
         self.assertEqual(P.measured_at({}), "no steps")
         st = P.stamp()
